@@ -1,0 +1,290 @@
+//! Opening a store: find the segments, load the checkpoint if it is sound, replay
+//! the records after it (or every record, without one), and start a new head
+//! segment. A torn tail record (bad header crc, bad block crc, seq not increasing,
+//! or cut off by the end of the file) ends the valid part of its segment: it was
+//! never acknowledged, so it is dropped, never served.
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use super::checkpoint::{self, CheckpointData, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
+use super::{
+    corrupt, create_segment, parse_segment_file_name, Index, Loc, RecoveryReport, Segment, State, StoreConfig, StoreError,
+    StoreStats,
+};
+use crate::format::{self, FormatError, RecordHeader, RecordKind, SegmentHeader, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::io::{align_down, align_up, Io, IoFile, OpenMode, ReadBuf, IO_ALIGN_BYTES};
+
+/// Bytes a scan reads at once (more when one record is larger).
+const SCAN_WINDOW_BYTES: u64 = 1 << 20;
+
+/// A valid record found by a scan, with its bytes.
+pub(crate) struct ScannedRecord<R> {
+    pub offset: u64,
+    pub header: RecordHeader,
+    bytes: R,
+}
+
+impl<R: ReadBuf> ScannedRecord<R> {
+    pub fn payload(&self) -> &[u8] {
+        let poff = self.header.payload_offset() as usize;
+        &self.bytes[poff..poff + self.header.payload_len as usize]
+    }
+}
+
+/// Walks the records of a segment from `pos` to `end`, checking each completely.
+pub(crate) struct Scanner<'a, F: IoFile> {
+    file: &'a F,
+    pos: u64,
+    end: u64,
+    last_seq: u64,
+    window: Option<(u64, F::ReadBuf)>,
+    stopped: Option<StoreError>,
+}
+
+impl<'a, F: IoFile> Scanner<'a, F> {
+    pub fn new(file: &'a F, pos: u64, end: u64, last_seq: u64) -> Self {
+        Scanner { file, pos, end, last_seq, window: None, stopped: None }
+    }
+
+    /// Offset after the last valid record returned.
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Why the scan ended before `end`, unless it met clean (zeroed) space.
+    pub fn stopped_on(&mut self) -> Option<StoreError> {
+        self.stopped.take()
+    }
+
+    /// `len` bytes at `at`, from the window or a fresh read.
+    async fn bytes(&mut self, at: u64, len: u64) -> Result<F::ReadBuf, StoreError> {
+        if let Some((base, buf)) = &self.window {
+            if at >= *base && at + len <= *base + buf.len() as u64 {
+                return Ok(buf.slice((at - base) as usize, len as usize));
+            }
+        }
+        let base = align_down(at);
+        let want = align_up(at + len).max(base + SCAN_WINDOW_BYTES).min(align_up(self.end));
+        let buf = self.file.read_at(base, (want - base) as usize).await?;
+        if (buf.len() as u64) < at + len - base {
+            let reason = FormatError::Truncated { need: (at + len - base) as usize, have: buf.len() };
+            return Err(corrupt(self.file.path(), at, reason));
+        }
+        let out = buf.slice((at - base) as usize, len as usize);
+        self.window = Some((base, buf));
+        Ok(out)
+    }
+
+    pub async fn next(&mut self) -> Result<Option<ScannedRecord<F::ReadBuf>>, StoreError> {
+        if self.stopped.is_some() || self.pos + IO_ALIGN_BYTES as u64 > self.end {
+            return Ok(None);
+        }
+        let at = self.pos;
+        let first = self.bytes(at, IO_ALIGN_BYTES as u64).await?;
+        let header = match format::decode_header(&first) {
+            Ok(h) => h,
+            Err(FormatError::BadMagic) if first[..RECORD_HEADER_BYTES].iter().all(|&b| b == 0) => {
+                return Ok(None); // clean end of the written part
+            }
+            Err(e) => return self.stop(at, e),
+        };
+        let len = header.record_len();
+        if at + len > self.end {
+            return self.stop(at, FormatError::Truncated { need: len as usize, have: (self.end - at) as usize });
+        }
+        let bytes = self.bytes(at, len).await?;
+        if let Err(e) = format::check_header_crc(&header, &bytes) {
+            return self.stop(at, e);
+        }
+        if header.seq <= self.last_seq {
+            return self.stop(at, FormatError::InvalidField { field: "seq", value: header.seq });
+        }
+        let poff = header.payload_offset() as usize;
+        if let Err(e) = format::verify_blocks(&header, &bytes, 0, &bytes[poff..poff + header.payload_len as usize]) {
+            return self.stop(at, e);
+        }
+        self.pos = at + len;
+        self.last_seq = header.seq;
+        Ok(Some(ScannedRecord { offset: at, header, bytes }))
+    }
+
+    fn stop<T>(&mut self, at: u64, reason: FormatError) -> Result<Option<T>, StoreError> {
+        self.stopped = Some(corrupt(self.file.path(), at, reason));
+        Ok(None)
+    }
+}
+
+struct Found<F> {
+    header: SegmentHeader,
+    file: Rc<F>,
+}
+
+pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Result<State<I>, StoreError> {
+    io.create_dir_all(dir).await?;
+    let names = io.list_dir(dir).await?;
+    if names.iter().any(|n| n == CHECKPOINT_TMP_FILE) {
+        io.remove(&dir.join(CHECKPOINT_TMP_FILE)).await?;
+    }
+    let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_segment_file_name(n)).collect();
+    ids.sort_unstable();
+    let mut found: BTreeMap<u64, Found<I::File>> = BTreeMap::new();
+    let last_id = ids.last().copied();
+    for id in ids {
+        let path = dir.join(super::segment_file_name(id));
+        let file = io.open(&path, OpenMode::ReadWrite).await?;
+        let page = file.read_at(0, SEGMENT_HEADER_BYTES).await?;
+        match SegmentHeader::decode(&page) {
+            Ok(h) if h.segment_id == id && h.capacity >= SEGMENT_HEADER_BYTES as u64 => {
+                found.insert(id, Found { header: h, file: Rc::new(file) });
+            }
+            Ok(h) => {
+                return Err(StoreError::Layout {
+                    path: path.display().to_string(),
+                    reason: format!("header says segment {} of {} bytes", h.segment_id, h.capacity),
+                })
+            }
+            // The newest segment's creation (header write + fsync) was cut short:
+            // no record was ever placed in it, so it holds nothing acknowledged.
+            Err(_) if Some(id) == last_id => {
+                file.close().await?;
+                tracing::warn!(path = %path.display(), "removing segment whose creation did not finish");
+                io.remove(&path).await?;
+                io.sync_dir(dir).await?;
+            }
+            Err(e) => return Err(corrupt(&path, 0, e)),
+        }
+    }
+
+    let cp = load_checkpoint(io, dir).await;
+    let mut report = RecoveryReport::default();
+    let from_cp = match &cp {
+        Some(cp) => replay(&found, Some(cp), &mut report).await?,
+        None => None,
+    };
+    let (index, ends, last_seq) = match from_cp {
+        Some(r) => {
+            report.from_checkpoint = true;
+            r
+        }
+        None => {
+            if cp.is_some() {
+                tracing::warn!(dir = %dir.display(), "checkpoint does not match the segments; rebuilding from all records");
+            }
+            report = RecoveryReport::default();
+            replay(&found, None, &mut report).await?.expect("a full scan needs no checkpoint")
+        }
+    };
+
+    let max_first_seq = found.values().map(|f| f.header.first_seq).max().unwrap_or(0);
+    let next_seq = last_seq.max(max_first_seq) + 1;
+    let mut segments: BTreeMap<u64, Segment<I::File>> = BTreeMap::new();
+    for (id, f) in found {
+        let end = ends.get(&id).copied().unwrap_or(SEGMENT_HEADER_BYTES as u64);
+        segments.insert(id, Segment { id, file: f.file, capacity: f.header.capacity, end, live_bytes: 0 });
+    }
+    for (_, loc) in index.iter() {
+        segments.get_mut(&loc.segment).expect("replay checked every location").live_bytes += loc.record_len();
+    }
+    // Each open writes into a fresh segment, never after a possibly torn tail.
+    let head = segments.keys().next_back().map_or(1, |id| id + 1);
+    let seg = create_segment(io, dir, head, cfg.segment_bytes, next_seq).await?;
+    segments.insert(head, seg);
+    report.segments = segments.len();
+    report.keys = index.len();
+    Ok(State {
+        recovery: report,
+        index,
+        segments,
+        head,
+        next_seq,
+        applied_segment: head,
+        applied_offset: SEGMENT_HEADER_BYTES as u64,
+        applied_seq: last_seq,
+        failed: None,
+        stats: StoreStats::default(),
+    })
+}
+
+async fn load_checkpoint<I: Io>(io: &I, dir: &Path) -> Option<CheckpointData> {
+    let path = dir.join(CHECKPOINT_FILE);
+    match io.read_file(&path).await {
+        Ok(bytes) => match checkpoint::decode(&bytes) {
+            Ok(cp) => Some(cp),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable checkpoint");
+                None
+            }
+        },
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read checkpoint; rebuilding from all records");
+            None
+        }
+    }
+}
+
+type Rebuilt = (Index, BTreeMap<u64, u64>, u64);
+
+/// Rebuilds the index: from the checkpoint and the records after it, or from every
+/// record. Returns None when the checkpoint does not fit the segments found.
+async fn replay<F: IoFile>(
+    found: &BTreeMap<u64, Found<F>>,
+    cp: Option<&CheckpointData>,
+    report: &mut RecoveryReport,
+) -> Result<Option<Rebuilt>, StoreError> {
+    let mut index = Index::default();
+    let mut ends = BTreeMap::new();
+    let mut last_seq = 0;
+    let (replay_segment, replay_offset) = match cp {
+        Some(cp) => {
+            for e in &cp.entries {
+                let key = format::ShardKey { partition: e.partition, object: e.object, piece: e.piece };
+                let loc = Loc { segment: e.segment, offset: e.offset, payload_len: e.payload_len, seq: e.seq, block_log2: e.block_log2 };
+                index.insert(key, loc);
+            }
+            let cp_ends: BTreeMap<u64, u64> = cp.segment_ends.iter().copied().collect();
+            for id in found.keys().filter(|id| **id < cp.replay_segment) {
+                match cp_ends.get(id) {
+                    Some(end) => {
+                        ends.insert(*id, *end);
+                    }
+                    None => return Ok(None),
+                }
+            }
+            last_seq = cp.last_seq;
+            (cp.replay_segment, cp.replay_offset)
+        }
+        None => (0, SEGMENT_HEADER_BYTES as u64),
+    };
+    for (id, f) in found.range(replay_segment..) {
+        let start = if *id == replay_segment { replay_offset } else { SEGMENT_HEADER_BYTES as u64 };
+        let mut scanner = Scanner::new(&*f.file, start, f.header.capacity, last_seq);
+        while let Some(rec) = scanner.next().await? {
+            report.records_replayed += 1;
+            match rec.header.kind {
+                RecordKind::Put => {
+                    let h = rec.header;
+                    index.insert(h.key, Loc { segment: *id, offset: rec.offset, payload_len: h.payload_len, seq: h.seq, block_log2: h.block_log2 });
+                }
+                RecordKind::Tombstone => {
+                    index.remove(&rec.header.key);
+                }
+            }
+        }
+        if let Some(e) = scanner.stopped_on() {
+            report.torn_tails += 1;
+            tracing::info!(segment = id, error = %e, "end of valid records (torn tail dropped)");
+        }
+        ends.insert(*id, scanner.pos());
+        last_seq = scanner.last_seq();
+    }
+    if index.iter().any(|(_, l)| !found.contains_key(&l.segment) || ends.get(&l.segment).is_none_or(|end| l.offset >= *end)) {
+        return Ok(None);
+    }
+    Ok(Some((index, ends, last_seq)))
+}
