@@ -11,6 +11,12 @@ use tessera_engine::ShardKey;
 
 const LEN: usize = 40_000;
 
+fn segment_of(store: &tessera_engine::ShardStore<MemIo>, k: ShardKey) -> u64 {
+    let (path, _, _) = store.locate(k).expect("present");
+    let name = path.file_name().unwrap().to_str().unwrap();
+    u64::from_str_radix(&name[4..20], 16).unwrap()
+}
+
 async fn check(store: &tessera_engine::ShardStore<MemIo>, live: &[(ShardKey, u64)], gone: &[ShardKey]) {
     for (k, v) in live {
         assert_eq!(&store.get(*k).await.unwrap()[..], &value(*k, *v, LEN)[..], "live key {k:?}");
@@ -26,22 +32,32 @@ fn compaction_keeps_live_records_and_needed_tombstones() {
         let io = MemIo::new(5);
         let dir = Path::new("/d0");
         let store = open(&io, dir, small_cfg(), &sp).await.unwrap();
-        // Anchors fill the first segment and stay live, so it is never compacted;
-        // `doomed` sits beside them and is deleted later.
-        let anchors: Vec<_> = (0..35u128).map(|i| key(0, i)).collect();
-        for k in &anchors {
-            store.put(*k, &value(*k, 1, LEN)).await.unwrap();
-        }
+        // Segment 1: `doomed` and anchors that stay live, so it is never compacted.
         let doomed = key(0, 999);
         store.put(doomed, &value(doomed, 1, LEN)).await.unwrap();
-        // Fillers: written, half overwritten, then most deleted -> sparse segments.
-        let fillers: Vec<_> = (1000..1150u128).map(|i| key(1, i)).collect();
-        for k in &fillers {
-            store.put(*k, &value(*k, 1, LEN)).await.unwrap();
+        let mut anchors = Vec::new();
+        for i in 0.. {
+            let k = key(0, i);
+            store.put(k, &value(k, 1, LEN)).await.unwrap();
+            if segment_of(&store, k) != 1 {
+                break; // the first segment is full; this one rolled over
+            }
+            anchors.push(k);
         }
+        // Later segments: doomed's tombstone, then fillers, most deleted -> sparse.
         store.delete(doomed).await.unwrap();
         let mut live: Vec<(ShardKey, u64)> = anchors.iter().map(|k| (*k, 1)).collect();
+        live.push((key(0, anchors.len() as u128), 1));
         let mut gone = vec![doomed];
+        let mut fillers = Vec::new();
+        for i in 1000.. {
+            let k = key(1, i);
+            store.put(k, &value(k, 1, LEN)).await.unwrap();
+            fillers.push(k);
+            if segment_of(&store, k) >= 4 {
+                break;
+            }
+        }
         for (i, k) in fillers.iter().enumerate() {
             match i % 10 {
                 0 => {
