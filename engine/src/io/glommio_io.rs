@@ -76,6 +76,15 @@ impl Io for GlommioIo {
     }
 
     async fn open(&self, path: &Path, mode: OpenMode) -> IoResult<GlommioFile> {
+        if mode == OpenMode::CreateNew {
+            // glommio decides whether a device takes polled IO by reading the first
+            // block of the file it opens. On an empty (or sparse) file that read ends
+            // before reaching the device and "succeeds", so the device is wrongly
+            // marked pollable and every later read fails with EOPNOTSUPP (seen on
+            // virtio disks). Give the probe a real block to read.
+            create_with_first_block(path).map_err(|e| IoError::new(IoOp::Create, path, 0, e))?;
+            return Box::pin(self.open(path, OpenMode::ReadWrite)).await;
+        }
         let mut opts = OpenOptions::new();
         let (op, opts) = match mode {
             OpenMode::CreateNew => (IoOp::Create, opts.create_new(true).read(true).write(true)),
@@ -122,6 +131,13 @@ impl Io for GlommioIo {
     async fn read_file(&self, path: &Path) -> IoResult<Vec<u8>> {
         std::fs::read(path).map_err(|e| IoError::new(IoOp::Read, path, 0, e))
     }
+}
+
+fn create_with_first_block(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    f.write_all(&[0u8; super::IO_ALIGN_BYTES])?;
+    f.sync_data()
 }
 
 impl IoFile for GlommioFile {

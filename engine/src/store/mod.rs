@@ -95,9 +95,12 @@ impl StoreConfig {
     /// Largest payload a single record may carry with this configuration.
     pub fn payload_bytes_max(&self) -> u64 {
         let room = self.segment_bytes - SEGMENT_HEADER_BYTES as u64;
-        let mut max = RECORD_PAYLOAD_BYTES_MAX;
+        let block = 1u64 << self.block_log2;
+        // Each block costs 4 bytes of crc table; start from the estimate and step
+        // down the few bytes of padding and rounding it misses.
+        let mut max = ((room - format::RECORD_HEADER_BYTES as u64) * block / (block + 4)).min(RECORD_PAYLOAD_BYTES_MAX);
         while format::record_len(max, self.block_log2) > room {
-            max = max / 2;
+            max -= 1;
         }
         max
     }
