@@ -76,6 +76,7 @@ impl Io for GlommioIo {
     }
 
     async fn open(&self, path: &Path, mode: OpenMode) -> IoResult<GlommioFile> {
+        let path = &absolute(path, IoOp::Open)?;
         if mode == OpenMode::CreateNew {
             // glommio decides whether a device takes polled IO by reading the first
             // block of the file it opens. On an empty (or sparse) file that read ends
@@ -100,6 +101,7 @@ impl Io for GlommioIo {
     }
 
     async fn sync_dir(&self, path: &Path) -> IoResult<()> {
+        let path = &absolute(path, IoOp::SyncDir)?;
         let dir = glommio::io::Directory::open(path)
             .await
             .map_err(|e| io_err(IoOp::SyncDir, path, 0, e))?;
@@ -131,6 +133,12 @@ impl Io for GlommioIo {
     async fn read_file(&self, path: &Path) -> IoResult<Vec<u8>> {
         std::fs::read(path).map_err(|e| IoError::new(IoOp::Read, path, 0, e))
     }
+}
+
+/// glommio opens paths relative to dirfd -1 rather than `AT_FDCWD`, so a relative
+/// path fails with EBADF; hand it absolute ones.
+fn absolute(path: &Path, op: IoOp) -> IoResult<PathBuf> {
+    std::path::absolute(path).map_err(|e| IoError::new(op, path, 0, e))
 }
 
 fn create_with_first_block(path: &Path) -> std::io::Result<()> {

@@ -43,8 +43,11 @@ pub use index::{Index, Loc};
 /// Tunables of one store. Every queue and batch is bounded.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// Bytes preallocated per segment file (a multiple of 4 KiB).
+    /// Largest size of a segment file (a multiple of 4 KiB).
     pub segment_bytes: u64,
+    /// Disk is reserved (fallocate) this far ahead of the write head, so an idle
+    /// store does not hold `segment_bytes` per segment and writes rarely wait on it.
+    pub preallocate_step_bytes: u64,
     /// Payload checksum block size, as a power of two.
     pub block_log2: u8,
     /// Requests waiting for the committer; submitters wait when it is full.
@@ -64,6 +67,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             segment_bytes: 256 << 20,
+            preallocate_step_bytes: 16 << 20,
             block_log2: BLOCK_LOG2_DEFAULT,
             submit_queue_max: 256,
             batch_records_max: 64,
@@ -85,6 +89,9 @@ impl StoreConfig {
         }
         if !(BLOCK_LOG2_MIN..=BLOCK_LOG2_MAX).contains(&self.block_log2) {
             return bad("block_log2 out of range");
+        }
+        if self.preallocate_step_bytes == 0 || self.preallocate_step_bytes % crate::io::IO_ALIGN_BYTES as u64 != 0 {
+            return bad("preallocate_step_bytes must be a positive multiple of 4096");
         }
         if self.submit_queue_max == 0 || self.batch_records_max == 0 || self.batch_bytes_max == 0 {
             return bad("queue and batch limits must be positive");
@@ -198,6 +205,8 @@ pub(crate) struct Segment<F> {
     pub(crate) id: u64,
     pub(crate) file: Rc<F>,
     pub(crate) capacity: u64,
+    /// Bytes reserved on disk so far (<= capacity).
+    pub(crate) allocated: u64,
     /// Next free offset (end of the last valid record).
     pub(crate) end: u64,
     pub(crate) live_bytes: u64,
@@ -665,6 +674,7 @@ impl<I: Io> Shared<I> {
             if !fits {
                 self.roll_segment(*seq).await?;
             }
+            self.reserve_head(len).await?;
             let (seg_id, offset, file) = {
                 let mut st = self.state.borrow_mut();
                 let head_id = st.head;
@@ -693,11 +703,28 @@ impl<I: Io> Shared<I> {
         Ok(placed)
     }
 
+    /// Makes sure the head has `len` bytes reserved past its end.
+    async fn reserve_head(&self, len: u64) -> Result<(), StoreError> {
+        let (file, want) = {
+            let st = self.state.borrow();
+            let head = &st.segments[&st.head];
+            if head.end + len <= head.allocated {
+                return Ok(());
+            }
+            (head.file.clone(), (head.end + len + self.cfg.preallocate_step_bytes).min(head.capacity))
+        };
+        file.preallocate(want).await?;
+        let mut st = self.state.borrow_mut();
+        let head_id = st.head;
+        st.segments.get_mut(&head_id).expect("head exists").allocated = want;
+        Ok(())
+    }
+
     /// Starts a new head segment: create, preallocate, write its header, fsync the
     /// file and the directory, all before any record is placed in it.
     async fn roll_segment(&self, first_seq: u64) -> Result<(), StoreError> {
         let id = self.state.borrow().head + 1;
-        let seg = create_segment(&self.io, &self.dir, id, self.cfg.segment_bytes, first_seq).await?;
+        let seg = create_segment(&self.io, &self.dir, id, &self.cfg, first_seq).await?;
         let mut st = self.state.borrow_mut();
         st.segments.insert(id, seg);
         st.head = id;
@@ -729,16 +756,18 @@ pub(crate) async fn create_segment<I: Io>(
     io: &I,
     dir: &Path,
     id: u64,
-    capacity: u64,
+    cfg: &StoreConfig,
     first_seq: u64,
 ) -> Result<Segment<I::File>, StoreError> {
+    let capacity = cfg.segment_bytes;
+    let allocated = cfg.preallocate_step_bytes.min(capacity);
     let path = dir.join(segment_file_name(id));
     let file = io.open(&path, OpenMode::CreateNew).await?;
-    file.preallocate(capacity).await?;
+    file.preallocate(allocated).await?;
     let mut buf = io.alloc(SEGMENT_HEADER_BYTES);
     SegmentHeader { segment_id: id, capacity, first_seq }.encode(&mut buf);
     file.write_at(buf, 0).await?;
     file.sync().await?;
     io.sync_dir(dir).await?;
-    Ok(Segment { id, file: Rc::new(file), capacity, end: SEGMENT_HEADER_BYTES as u64, live_bytes: 0 })
+    Ok(Segment { id, file: Rc::new(file), capacity, allocated, end: SEGMENT_HEADER_BYTES as u64, live_bytes: 0 })
 }

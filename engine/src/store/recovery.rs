@@ -122,6 +122,8 @@ impl<'a, F: IoFile> Scanner<'a, F> {
 struct Found<F> {
     header: SegmentHeader,
     file: Rc<F>,
+    /// Bytes the file holds (disk is reserved in steps, so often < capacity).
+    size: u64,
 }
 
 pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Result<State<I>, StoreError> {
@@ -140,7 +142,8 @@ pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Res
         let page = file.read_at(0, SEGMENT_HEADER_BYTES).await?;
         match SegmentHeader::decode(&page) {
             Ok(h) if h.segment_id == id && h.capacity >= SEGMENT_HEADER_BYTES as u64 => {
-                found.insert(id, Found { header: h, file: Rc::new(file) });
+                let size = align_down(file.size().await?.min(h.capacity));
+                found.insert(id, Found { header: h, file: Rc::new(file), size });
             }
             Ok(h) => {
                 return Err(StoreError::Layout {
@@ -185,14 +188,14 @@ pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Res
     let mut segments: BTreeMap<u64, Segment<I::File>> = BTreeMap::new();
     for (id, f) in found {
         let end = ends.get(&id).copied().unwrap_or(SEGMENT_HEADER_BYTES as u64);
-        segments.insert(id, Segment { id, file: f.file, capacity: f.header.capacity, end, live_bytes: 0 });
+        segments.insert(id, Segment { id, file: f.file, capacity: f.header.capacity, allocated: f.size, end, live_bytes: 0 });
     }
     for (_, loc) in index.iter() {
         segments.get_mut(&loc.segment).expect("replay checked every location").live_bytes += loc.record_len();
     }
     // Each open writes into a fresh segment, never after a possibly torn tail.
     let head = segments.keys().next_back().map_or(1, |id| id + 1);
-    let seg = create_segment(io, dir, head, cfg.segment_bytes, next_seq).await?;
+    let seg = create_segment(io, dir, head, cfg, next_seq).await?;
     segments.insert(head, seg);
     report.segments = segments.len();
     report.keys = index.len();
@@ -263,7 +266,7 @@ async fn replay<F: IoFile>(
     };
     for (id, f) in found.range(replay_segment..) {
         let start = if *id == replay_segment { replay_offset } else { SEGMENT_HEADER_BYTES as u64 };
-        let mut scanner = Scanner::new(&*f.file, start, f.header.capacity, last_seq);
+        let mut scanner = Scanner::new(&*f.file, start, f.size, last_seq);
         while let Some(rec) = scanner.next().await? {
             report.records_replayed += 1;
             match rec.header.kind {

@@ -36,6 +36,7 @@ pub async fn open(
 pub fn small_cfg() -> StoreConfig {
     StoreConfig {
         segment_bytes: 2 << 20,
+        preallocate_step_bytes: 256 << 10,
         block_log2: 12,
         submit_queue_max: 16,
         batch_records_max: 8,
