@@ -25,6 +25,7 @@ pub const SEG_OFF_VERSION: usize = 8; // u16
 pub const SEG_OFF_SEGMENT_ID: usize = 16; // u64
 pub const SEG_OFF_CAPACITY: usize = 24; // u64, bytes reserved for the file
 pub const SEG_OFF_FIRST_SEQ: usize = 32; // u64, seq of the first record written into it
+pub const SEG_OFF_SESSION: usize = 40; // u64, which open of the store created it (rolls keep it)
 pub const SEG_OFF_CRC: usize = 60; // u32, crc32c of bytes 0..60
 pub const SEG_HEADER_USED_BYTES: usize = 64;
 
@@ -40,13 +41,16 @@ pub const REC_OFF_PARTITION: usize = 16; // u32
 pub const REC_OFF_PIECE: usize = 20; // u32
 pub const REC_OFF_OBJECT: usize = 24; // u128 (16 bytes)
 pub const REC_OFF_PAYLOAD_LEN: usize = 40; // u64
-pub const REC_OFF_RESERVED: usize = 48; // 12 bytes, zero
+pub const REC_OFF_BATCH_SEQ: usize = 48; // u64: seq of the first record of its group commit
+pub const REC_OFF_RESERVED: usize = 56; // 4 bytes, zero
 pub const REC_OFF_HEADER_CRC: usize = 60; // u32: crc32c(header[0..60] ++ crc table)
 
 const _: () = assert!(SEG_OFF_CRC + 4 == SEG_HEADER_USED_BYTES);
+const _: () = assert!(SEG_OFF_SESSION + 8 <= SEG_OFF_CRC);
 const _: () = assert!(SEG_HEADER_USED_BYTES <= SEGMENT_HEADER_BYTES);
 const _: () = assert!(REC_OFF_OBJECT + 16 == REC_OFF_PAYLOAD_LEN);
 const _: () = assert!(REC_OFF_HEADER_CRC + 4 == RECORD_HEADER_BYTES);
+const _: () = assert!(REC_OFF_BATCH_SEQ + 8 == REC_OFF_RESERVED && REC_OFF_RESERVED + 4 == REC_OFF_HEADER_CRC);
 const _: () = assert!(SEGMENT_HEADER_BYTES % IO_ALIGN_BYTES == 0);
 
 /// Checksum block size bounds: small blocks cost table space, large ones cost read
@@ -93,6 +97,10 @@ pub struct RecordHeader {
     pub seq: u64,
     pub key: ShardKey,
     pub payload_len: u64,
+    /// Seq of the first record of the group commit this record was written in.
+    /// Batches are written strictly one after another (the next only once the
+    /// previous is durable), which lets recovery tell a torn tail from damage.
+    pub batch_seq: u64,
     pub header_crc: u32,
 }
 
@@ -165,6 +173,10 @@ pub struct SegmentHeader {
     pub segment_id: u64,
     pub capacity: u64,
     pub first_seq: u64,
+    /// Incremented at every open of the store; a segment started by a roll-over
+    /// keeps its predecessor's. Records of one session follow each other without
+    /// a restart in between.
+    pub session: u64,
 }
 
 impl SegmentHeader {
@@ -176,6 +188,7 @@ impl SegmentHeader {
         put_u64(out, SEG_OFF_SEGMENT_ID, self.segment_id);
         put_u64(out, SEG_OFF_CAPACITY, self.capacity);
         put_u64(out, SEG_OFF_FIRST_SEQ, self.first_seq);
+        put_u64(out, SEG_OFF_SESSION, self.session);
         let crc = crc32c::crc32c(&out[..SEG_OFF_CRC]);
         put_u32(out, SEG_OFF_CRC, crc);
     }
@@ -198,6 +211,7 @@ impl SegmentHeader {
             segment_id: get_u64(b, SEG_OFF_SEGMENT_ID),
             capacity: get_u64(b, SEG_OFF_CAPACITY),
             first_seq: get_u64(b, SEG_OFF_FIRST_SEQ),
+            session: get_u64(b, SEG_OFF_SESSION),
         })
     }
 }
@@ -228,10 +242,12 @@ pub fn build_record(out: &mut [u8], kind: RecordKind, key: ShardKey, payload: &[
     out[poff + payload.len()..].fill(0);
 }
 
-/// Stamps `seq` into a record laid out by [`build_record`] and computes the header
-/// crc. Returns the header crc.
-pub fn seal_record(out: &mut [u8], seq: u64) -> u32 {
+/// Stamps `seq` and `batch_seq` into a record laid out by [`build_record`] and
+/// computes the header crc. Returns the header crc.
+pub fn seal_record(out: &mut [u8], seq: u64, batch_seq: u64) -> u32 {
+    assert!(batch_seq <= seq);
     put_u64(out, REC_OFF_SEQ, seq);
+    put_u64(out, REC_OFF_BATCH_SEQ, batch_seq);
     let plen = get_u64(out, REC_OFF_PAYLOAD_LEN);
     let poff = payload_offset(plen, out[REC_OFF_BLOCK_LOG2]) as usize;
     let crc = header_crc(&out[..poff]);
@@ -277,6 +293,7 @@ pub fn decode_header(b: &[u8]) -> Result<RecordHeader, FormatError> {
             object: u128::from_le_bytes(b[REC_OFF_OBJECT..REC_OFF_OBJECT + 16].try_into().expect("16")),
         },
         payload_len,
+        batch_seq: get_u64(b, REC_OFF_BATCH_SEQ),
         header_crc: get_u32(b, REC_OFF_HEADER_CRC),
     })
 }
@@ -326,7 +343,8 @@ mod tests {
         let len = record_len(payload.len() as u64, 16) as usize;
         let mut buf = vec![0xAA; len];
         build_record(&mut buf, RecordKind::Put, key(), &payload, 16);
-        seal_record(&mut buf, 42);
+        seal_record(&mut buf, 42, 40);
+        assert_eq!(decode_header(&buf).unwrap().batch_seq, 40);
         let h = decode_header(&buf).unwrap();
         assert_eq!(h.seq, 42);
         assert_eq!(h.key, key());
@@ -338,7 +356,7 @@ mod tests {
         assert_eq!(&buf[poff..poff + payload.len()], &payload[..]);
         assert!(buf[poff + payload.len()..].iter().all(|&b| b == 0), "padding is zeroed");
         // Any flipped header byte is caught.
-        for off in [0usize, 6, 8, 16, 24, 40, 64] {
+        for off in [0usize, 6, 8, 16, 24, 40, 48, 64] {
             let mut bad = buf.clone();
             bad[off] ^= 0x40;
             let r = decode_header(&bad).and_then(|h| check_header_crc(&h, &bad));
@@ -360,7 +378,7 @@ mod tests {
         assert_eq!(decode_header(&[0u8; 64]), Err(FormatError::BadMagic));
         let mut b = vec![0u8; 4096];
         build_record(&mut b, RecordKind::Tombstone, key(), &[], 16);
-        seal_record(&mut b, 1);
+        seal_record(&mut b, 1, 1);
         b[REC_OFF_BLOCK_LOG2] = 40;
         assert!(matches!(decode_header(&b), Err(FormatError::InvalidField { field: "block_log2", .. })));
     }
@@ -368,7 +386,7 @@ mod tests {
     #[test]
     fn segment_header_roundtrip() {
         let mut b = vec![0u8; SEGMENT_HEADER_BYTES];
-        let h = SegmentHeader { segment_id: 9, capacity: 1 << 30, first_seq: 77 };
+        let h = SegmentHeader { segment_id: 9, capacity: 1 << 30, first_seq: 77, session: 3 };
         h.encode(&mut b);
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         b[20] ^= 1;

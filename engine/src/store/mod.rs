@@ -39,6 +39,7 @@ use crate::io::{align_down, align_up, Io, IoError, IoFile, OpenMode, ReadBuf};
 
 pub use checkpoint::{CheckpointData, CheckpointError};
 pub use index::{Index, Loc};
+pub use recovery::{verify_store, SegmentCheck, VerifyReport};
 
 /// Tunables of one store. Every queue and batch is bounded.
 #[derive(Debug, Clone)]
@@ -166,6 +167,10 @@ pub struct RecoveryReport {
     pub records_replayed: u64,
     /// Segments whose scan ended at an invalid record (a torn tail, dropped).
     pub torn_tails: u64,
+    /// Invalid records followed by records of a later group commit: damage (bitrot,
+    /// a bad sector), not a torn write. Skipped; a damaged put whose header is intact
+    /// stays indexed so reads of it fail with `Corrupt` rather than serve older data.
+    pub damaged_records: u64,
     pub segments: usize,
     pub keys: usize,
 }
@@ -216,6 +221,8 @@ pub(crate) struct State<I: Io> {
     pub(crate) index: Index,
     pub(crate) segments: BTreeMap<u64, Segment<I::File>>,
     pub(crate) head: u64,
+    /// This open's session number (see `SegmentHeader::session`).
+    pub(crate) session: u64,
     pub(crate) next_seq: u64,
     /// End of the last applied record: where a checkpoint's replay starts.
     pub(crate) applied_segment: u64,
@@ -484,7 +491,15 @@ impl<I: Io> ShardStore<I> {
         };
         let mut stats = CompactionStats::default();
         for id in victims {
-            self.compact_segment(id, &mut stats).await?;
+            match self.compact_segment(id, &mut stats).await {
+                Ok(()) => {}
+                // A damaged record is never dropped by compaction: keep the segment
+                // (its pieces await repair from the layer above) and go on.
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    tracing::error!(segment = id, error = %e, "not compacting a segment with a damaged record");
+                }
+                Err(e) => return Err(e),
+            }
         }
         if stats.segments_removed > 0 {
             // Replay after a restart then starts past the removed segments.
@@ -663,6 +678,7 @@ impl<I: Io> Shared<I> {
     async fn write_batch(&self, writes: &mut [(Op<I>, u64)]) -> Result<Vec<(u64, u64)>, StoreError> {
         let mut placed = Vec::with_capacity(writes.len());
         let mut touched_segments: HashSet<u64> = HashSet::new();
+        let batch_seq = writes.first().map_or(0, |(_, seq)| *seq);
         let mut ios = Vec::with_capacity(writes.len());
         for (op, seq) in writes.iter_mut() {
             let len = op.record_len;
@@ -684,7 +700,7 @@ impl<I: Io> Shared<I> {
                 (head_id, offset, head.file.clone())
             };
             let mut buf = op.record.take().expect("each op is written once");
-            seal_record(&mut buf, *seq);
+            seal_record(&mut buf, *seq, batch_seq);
             touched_segments.insert(seg_id);
             placed.push((seg_id, offset));
             ios.push(async move { file.write_at(buf, offset).await });
@@ -723,8 +739,11 @@ impl<I: Io> Shared<I> {
     /// Starts a new head segment: create, preallocate, write its header, fsync the
     /// file and the directory, all before any record is placed in it.
     async fn roll_segment(&self, first_seq: u64) -> Result<(), StoreError> {
-        let id = self.state.borrow().head + 1;
-        let seg = create_segment(&self.io, &self.dir, id, &self.cfg, first_seq).await?;
+        let (id, session) = {
+            let st = self.state.borrow();
+            (st.head + 1, st.session)
+        };
+        let seg = create_segment(&self.io, &self.dir, id, &self.cfg, first_seq, session).await?;
         let mut st = self.state.borrow_mut();
         st.segments.insert(id, seg);
         st.head = id;
@@ -758,6 +777,7 @@ pub(crate) async fn create_segment<I: Io>(
     id: u64,
     cfg: &StoreConfig,
     first_seq: u64,
+    session: u64,
 ) -> Result<Segment<I::File>, StoreError> {
     let capacity = cfg.segment_bytes;
     let allocated = cfg.preallocate_step_bytes.min(capacity);
@@ -765,7 +785,7 @@ pub(crate) async fn create_segment<I: Io>(
     let file = io.open(&path, OpenMode::CreateNew).await?;
     file.preallocate(allocated).await?;
     let mut buf = io.alloc(SEGMENT_HEADER_BYTES);
-    SegmentHeader { segment_id: id, capacity, first_seq }.encode(&mut buf);
+    SegmentHeader { segment_id: id, capacity, first_seq, session }.encode(&mut buf);
     file.write_at(buf, 0).await?;
     file.sync().await?;
     io.sync_dir(dir).await?;

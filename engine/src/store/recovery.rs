@@ -40,11 +40,15 @@ pub(crate) struct Scanner<'a, F: IoFile> {
     last_seq: u64,
     window: Option<(u64, F::ReadBuf)>,
     stopped: Option<StoreError>,
+    /// Where the scan stopped, and the record's header when the header itself was
+    /// intact (only its payload failed).
+    stopped_at: u64,
+    stopped_header: Option<RecordHeader>,
 }
 
 impl<'a, F: IoFile> Scanner<'a, F> {
     pub fn new(file: &'a F, pos: u64, end: u64, last_seq: u64) -> Self {
-        Scanner { file, pos, end, last_seq, window: None, stopped: None }
+        Scanner { file, pos, end, last_seq, window: None, stopped: None, stopped_at: pos, stopped_header: None }
     }
 
     /// Offset after the last valid record returned.
@@ -59,6 +63,42 @@ impl<'a, F: IoFile> Scanner<'a, F> {
     /// Why the scan ended before `end`, unless it met clean (zeroed) space.
     pub fn stopped_on(&mut self) -> Option<StoreError> {
         self.stopped.take()
+    }
+
+    /// After a stop: the first valid record further on in this segment (seq above
+    /// the last valid one), found by probing each 4 KiB page. Failure path only.
+    pub async fn find_valid_after_stop(&mut self) -> Result<Option<(u64, RecordHeader)>, StoreError> {
+        let from = self.stopped_at + IO_ALIGN_BYTES as u64;
+        let mut probe = Scanner::new(self.file, from, self.end, self.last_seq);
+        let mut at = from;
+        while at + IO_ALIGN_BYTES as u64 <= self.end {
+            probe.pos = at;
+            probe.stopped = None;
+            if let Some(rec) = probe.next().await? {
+                return Ok(Some((rec.offset, rec.header)));
+            }
+            at += IO_ALIGN_BYTES as u64;
+        }
+        Ok(None)
+    }
+
+    /// Continues the scan at `offset` (a record found by `find_valid_after_stop`),
+    /// after `skipped_seq` (the damaged record's seq, when known).
+    pub fn resume(&mut self, offset: u64, skipped_seq: Option<u64>) {
+        self.pos = offset;
+        self.stopped = None;
+        self.stopped_header = None;
+        if let Some(s) = skipped_seq {
+            self.last_seq = self.last_seq.max(s);
+        }
+    }
+
+    pub fn stopped_at(&self) -> u64 {
+        self.stopped_at
+    }
+
+    pub fn take_stopped_header(&mut self) -> Option<RecordHeader> {
+        self.stopped_header.take()
     }
 
     /// `len` bytes at `at`, from the window or a fresh read.
@@ -106,6 +146,7 @@ impl<'a, F: IoFile> Scanner<'a, F> {
         }
         let poff = header.payload_offset() as usize;
         if let Err(e) = format::verify_blocks(&header, &bytes, 0, &bytes[poff..poff + header.payload_len as usize]) {
+            self.stopped_header = Some(header);
             return self.stop(at, e);
         }
         self.pos = at + len;
@@ -115,6 +156,7 @@ impl<'a, F: IoFile> Scanner<'a, F> {
 
     fn stop<T>(&mut self, at: u64, reason: FormatError) -> Result<Option<T>, StoreError> {
         self.stopped = Some(corrupt(self.file.path(), at, reason));
+        self.stopped_at = at;
         Ok(None)
     }
 }
@@ -184,6 +226,7 @@ pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Res
     };
 
     let max_first_seq = found.values().map(|f| f.header.first_seq).max().unwrap_or(0);
+    let found_sessions_max = found.values().map(|f| f.header.session).max().unwrap_or(0);
     let next_seq = last_seq.max(max_first_seq) + 1;
     let mut segments: BTreeMap<u64, Segment<I::File>> = BTreeMap::new();
     for (id, f) in found {
@@ -195,7 +238,8 @@ pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Res
     }
     // Each open writes into a fresh segment, never after a possibly torn tail.
     let head = segments.keys().next_back().map_or(1, |id| id + 1);
-    let seg = create_segment(io, dir, head, cfg, next_seq).await?;
+    let session = found_sessions_max + 1;
+    let seg = create_segment(io, dir, head, cfg, next_seq, session).await?;
     segments.insert(head, seg);
     report.segments = segments.len();
     report.keys = index.len();
@@ -204,6 +248,7 @@ pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Res
         index,
         segments,
         head,
+        session,
         next_seq,
         applied_segment: head,
         applied_offset: SEGMENT_HEADER_BYTES as u64,
@@ -232,6 +277,19 @@ async fn load_checkpoint<I: Io>(io: &I, dir: &Path) -> Option<CheckpointData> {
 }
 
 type Rebuilt = (Index, BTreeMap<u64, u64>, u64);
+
+/// The `batch_seq` of the first valid record in the segment after `id`, if that
+/// segment continues the same session (a roll-over, not a restart), else None.
+async fn first_batch_seq_after<F: IoFile>(
+    found: &BTreeMap<u64, Found<F>>,
+    id: u64,
+    session: u64,
+    last_seq: u64,
+) -> Result<Option<u64>, StoreError> {
+    let Some((_, f)) = found.range(id + 1..).next().filter(|(_, f)| f.header.session == session) else { return Ok(None) };
+    let mut s = Scanner::new(&*f.file, SEGMENT_HEADER_BYTES as u64, f.size, last_seq);
+    Ok(s.next().await?.map(|r| r.header.batch_seq))
+}
 
 /// Rebuilds the index: from the checkpoint and the records after it, or from every
 /// record. Returns None when the checkpoint does not fit the segments found.
@@ -267,27 +325,179 @@ async fn replay<F: IoFile>(
     for (id, f) in found.range(replay_segment..) {
         let start = if *id == replay_segment { replay_offset } else { SEGMENT_HEADER_BYTES as u64 };
         let mut scanner = Scanner::new(&*f.file, start, f.size, last_seq);
-        while let Some(rec) = scanner.next().await? {
-            report.records_replayed += 1;
-            match rec.header.kind {
-                RecordKind::Put => {
-                    let h = rec.header;
-                    index.insert(h.key, Loc { segment: *id, offset: rec.offset, payload_len: h.payload_len, seq: h.seq, block_log2: h.block_log2 });
+        let mut end = start;
+        loop {
+            while let Some(rec) = scanner.next().await? {
+                report.records_replayed += 1;
+                let h = rec.header;
+                match h.kind {
+                    RecordKind::Put => {
+                        index.insert(h.key, Loc { segment: *id, offset: rec.offset, payload_len: h.payload_len, seq: h.seq, block_log2: h.block_log2 });
+                    }
+                    RecordKind::Tombstone => {
+                        index.remove(&h.key);
+                    }
                 }
-                RecordKind::Tombstone => {
-                    index.remove(&rec.header.key);
+            }
+            end = end.max(scanner.pos());
+            let Some(err) = scanner.stopped_on() else { break };
+            // Torn tail or damage? Within a segment seqs are dense in file order, so
+            // the failed record's seq is known even if its header is garbage: the
+            // previous record's + 1, or the segment's first_seq at its start.
+            // Batches are written one after another, each only once the previous is
+            // durable: a valid record whose batch began after that seq proves the
+            // failed record's batch was durable, so the failure is damage and the
+            // log goes on after it. Otherwise it is the torn tail of the last batch.
+            let last = scanner.last_seq();
+            let at = scanner.stopped_at();
+            let failed_seq = if at == SEGMENT_HEADER_BYTES as u64 { f.header.first_seq } else { last + 1 };
+            let damaged = scanner.take_stopped_header().filter(|h| h.seq == failed_seq);
+            let next = scanner.find_valid_after_stop().await?;
+            let later_batch = match &next {
+                Some((_, h)) => h.batch_seq > failed_seq,
+                None => first_batch_seq_after(found, *id, f.header.session, last).await?.is_some_and(|b| b > failed_seq),
+            };
+            if !later_batch {
+                report.torn_tails += 1;
+                tracing::info!(segment = id, error = %err, "end of valid records (torn tail dropped)");
+                break;
+            }
+            report.damaged_records += 1;
+            tracing::error!(segment = id, offset = at, error = %err, "damaged record inside the log; skipping it");
+            if let Some(h) = damaged {
+                // Header intact, payload not: keep it findable so reads fail loudly
+                // (and a layer above can repair) instead of serving an older version.
+                match h.kind {
+                    RecordKind::Put => {
+                        index.insert(h.key, Loc { segment: *id, offset: at, payload_len: h.payload_len, seq: h.seq, block_log2: h.block_log2 });
+                    }
+                    RecordKind::Tombstone => {
+                        index.remove(&h.key);
+                    }
+                }
+                end = end.max(at + h.record_len());
+            }
+            match next {
+                Some((offset, _)) => scanner.resume(offset, Some(failed_seq)),
+                None => {
+                    last_seq = last_seq.max(failed_seq);
+                    break;
                 }
             }
         }
-        if let Some(e) = scanner.stopped_on() {
-            report.torn_tails += 1;
-            tracing::info!(segment = id, error = %e, "end of valid records (torn tail dropped)");
-        }
-        ends.insert(*id, scanner.pos());
-        last_seq = scanner.last_seq();
+        ends.insert(*id, end);
+        last_seq = last_seq.max(scanner.last_seq());
     }
     if index.iter().any(|(_, l)| !found.contains_key(&l.segment) || ends.get(&l.segment).is_none_or(|end| l.offset >= *end)) {
         return Ok(None);
     }
     Ok(Some((index, ends, last_seq)))
+}
+
+/// What a read-only check of a store directory found. See [`verify_store`].
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub segments: Vec<SegmentCheck>,
+    /// Entries in the checkpoint, if one was readable.
+    pub checkpoint_entries: Option<usize>,
+    /// Pieces a restart would find (checkpoint + replay, or a full scan).
+    pub live_keys: usize,
+    pub live_payload_bytes: u64,
+    /// Anything that loses or endangers acknowledged data.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SegmentCheck {
+    pub id: u64,
+    pub file_bytes: u64,
+    pub records: u64,
+    pub tombstones: u64,
+    pub payload_bytes: u64,
+    /// End of the valid records.
+    pub valid_end: u64,
+    /// Why the scan stopped before clean space (a torn tail after a crash, or damage).
+    pub stopped: Option<String>,
+}
+
+/// Checks a store directory without changing it: every segment header, every
+/// record's header and block checksums, the checkpoint, and that every piece the
+/// checkpoint names is a valid record. Files are opened read-only.
+pub async fn verify_store<I: Io>(io: &I, dir: &Path) -> Result<VerifyReport, StoreError> {
+    let mut report = VerifyReport::default();
+    let names = io.list_dir(dir).await?;
+    let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_segment_file_name(n)).collect();
+    ids.sort_unstable();
+    let mut found: BTreeMap<u64, Found<I::File>> = BTreeMap::new();
+    for id in ids {
+        let path = dir.join(super::segment_file_name(id));
+        let file = io.open(&path, OpenMode::ReadOnly).await?;
+        let page = file.read_at(0, SEGMENT_HEADER_BYTES).await?;
+        match SegmentHeader::decode(&page) {
+            Ok(h) if h.segment_id == id => {
+                let size = align_down(file.size().await?.min(h.capacity));
+                found.insert(id, Found { header: h, file: Rc::new(file), size });
+            }
+            Ok(h) => report.problems.push(format!("{}: header names segment {}", path.display(), h.segment_id)),
+            Err(e) => report.problems.push(format!("{}: bad segment header: {e}", path.display())),
+        }
+    }
+    for (id, f) in &found {
+        let mut check = SegmentCheck { id: *id, file_bytes: f.size, ..Default::default() };
+        let mut scanner = Scanner::new(&*f.file, SEGMENT_HEADER_BYTES as u64, f.size, 0);
+        while let Some(rec) = scanner.next().await? {
+            check.records += 1;
+            check.payload_bytes += rec.header.payload_len;
+            check.tombstones += (rec.header.kind == RecordKind::Tombstone) as u64;
+        }
+        check.valid_end = scanner.pos();
+        check.stopped = scanner.stopped_on().map(|e| e.to_string());
+        report.segments.push(check);
+    }
+    let cp = match io.read_file(&dir.join(CHECKPOINT_FILE)).await {
+        Ok(bytes) => match checkpoint::decode(&bytes) {
+            Ok(cp) => Some(cp),
+            Err(e) => {
+                report.problems.push(format!("checkpoint unusable ({e}); a restart rebuilds from all records"));
+                None
+            }
+        },
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    report.checkpoint_entries = cp.as_ref().map(|c| c.entries.len());
+    // The index a restart would build ...
+    let mut scratch = RecoveryReport::default();
+    let rebuilt = match &cp {
+        Some(cp) => replay(&found, Some(cp), &mut scratch).await?,
+        None => None,
+    };
+    let index = match rebuilt {
+        Some(r) => r.0,
+        None => {
+            if cp.is_some() {
+                report.problems.push("checkpoint does not fit the segments; a restart rebuilds from all records".into());
+            }
+            replay(&found, None, &mut scratch).await?.expect("a full scan needs no checkpoint").0
+        }
+    };
+    // ... and every piece in it read back and checked, as a read would.
+    for (key, loc) in index.iter() {
+        report.live_keys += 1;
+        report.live_payload_bytes += loc.payload_len;
+        let f = &found[&loc.segment];
+        let mut one = Scanner::new(&*f.file, loc.offset, f.size, 0);
+        let ok = match one.next().await? {
+            Some(rec) => rec.header.key == key && rec.header.seq == loc.seq,
+            None => false,
+        };
+        if !ok {
+            let why = one.stopped_on().map_or("identity mismatch".to_string(), |e| e.to_string());
+            report.problems.push(format!(
+                "piece (partition {}, object {:032x}, piece {}) in segment {} at offset {} is damaged: {why}",
+                key.partition, key.object, key.piece, loc.segment, loc.offset
+            ));
+        }
+    }
+    Ok(report)
 }
