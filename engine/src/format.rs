@@ -51,7 +51,7 @@ const _: () = assert!(SEG_HEADER_USED_BYTES <= SEGMENT_HEADER_BYTES);
 const _: () = assert!(REC_OFF_OBJECT + 16 == REC_OFF_PAYLOAD_LEN);
 const _: () = assert!(REC_OFF_HEADER_CRC + 4 == RECORD_HEADER_BYTES);
 const _: () = assert!(REC_OFF_BATCH_SEQ + 8 == REC_OFF_RESERVED && REC_OFF_RESERVED + 4 == REC_OFF_HEADER_CRC);
-const _: () = assert!(SEGMENT_HEADER_BYTES % IO_ALIGN_BYTES == 0);
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(IO_ALIGN_BYTES));
 
 /// Checksum block size bounds: small blocks cost table space, large ones cost read
 /// amplification on small ranges.

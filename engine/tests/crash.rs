@@ -93,7 +93,8 @@ async fn maintenance(store: &ShardStore<MemIo>, rng_seed: u64) {
 }
 
 async fn verify(store: &ShardStore<MemIo>, model: &Model, seed: u64, round: usize) {
-    let mut m = model.borrow_mut();
+    // Work on a copy: the model is not borrowed across the reads' awaits.
+    let mut m = model.borrow().clone();
     let mut present = 0;
     for (k, e) in m.iter_mut() {
         let got = match store.get(*k).await {
@@ -133,6 +134,7 @@ async fn verify(store: &ShardStore<MemIo>, model: &Model, seed: u64, round: usiz
         e.maybe = None;
     }
     assert_eq!(store.stats().keys, present, "seed {seed} round {round}: index holds exactly the present keys");
+    *model.borrow_mut() = m;
 }
 
 fn one_seed(seed: u64) {

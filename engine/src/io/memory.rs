@@ -253,7 +253,7 @@ pub struct MemFile {
 }
 
 fn check_aligned(op: IoOp, path: &Path, pos: u64, len: usize) -> IoResult<()> {
-    if pos % IO_ALIGN_BYTES as u64 != 0 || len % IO_ALIGN_BYTES != 0 {
+    if !pos.is_multiple_of(IO_ALIGN_BYTES as u64) || !len.is_multiple_of(IO_ALIGN_BYTES) {
         return Err(IoError::new(
             op,
             path,

@@ -109,43 +109,6 @@ pub fn decode(b: &[u8]) -> Result<CheckpointData, CheckpointError> {
         .map_err(|e| CheckpointError::Decode(e.to_string()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roundtrip_and_corruption() {
-        let data = CheckpointData {
-            replay_segment: 3,
-            replay_offset: 8192,
-            last_seq: 99,
-            segment_ends: vec![(1, 4096 * 10), (2, 4096 * 3)],
-            entries: (0..100)
-                .map(|i| CheckpointEntry {
-                    partition: i % 7,
-                    piece: i,
-                    object: (i as u128) << 70,
-                    segment: 1,
-                    offset: 4096 * i as u64,
-                    payload_len: 10,
-                    seq: i as u64,
-                    block_log2: 16,
-                })
-                .collect(),
-        };
-        let bytes = encode(&data);
-        assert_eq!(bytes.len() % 4096, 0);
-        assert_eq!(decode(&bytes).unwrap(), data);
-        let mut bad = bytes.clone();
-        bad[100] ^= 1;
-        assert_eq!(decode(&bad), Err(CheckpointError::BodyChecksum));
-        let mut bad = bytes.clone();
-        bad[17] ^= 1;
-        assert_eq!(decode(&bad), Err(CheckpointError::HeaderChecksum));
-        assert_eq!(decode(&bytes[..30]), Err(CheckpointError::Truncated(30)));
-    }
-}
-
 /// A consistent snapshot of the store's index and log position.
 pub(crate) fn snapshot<I: crate::io::Io>(st: &super::State<I>) -> CheckpointData {
     CheckpointData {
@@ -189,4 +152,41 @@ pub(crate) async fn write<I: crate::io::Io>(io: &I, dir: &std::path::Path, data:
     io.rename(&tmp, &dir.join(CHECKPOINT_FILE)).await?;
     io.sync_dir(dir).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_corruption() {
+        let data = CheckpointData {
+            replay_segment: 3,
+            replay_offset: 8192,
+            last_seq: 99,
+            segment_ends: vec![(1, 4096 * 10), (2, 4096 * 3)],
+            entries: (0..100)
+                .map(|i| CheckpointEntry {
+                    partition: i % 7,
+                    piece: i,
+                    object: (i as u128) << 70,
+                    segment: 1,
+                    offset: 4096 * i as u64,
+                    payload_len: 10,
+                    seq: i as u64,
+                    block_log2: 16,
+                })
+                .collect(),
+        };
+        let bytes = encode(&data);
+        assert_eq!(bytes.len() % 4096, 0);
+        assert_eq!(decode(&bytes).unwrap(), data);
+        let mut bad = bytes.clone();
+        bad[100] ^= 1;
+        assert_eq!(decode(&bad), Err(CheckpointError::BodyChecksum));
+        let mut bad = bytes.clone();
+        bad[17] ^= 1;
+        assert_eq!(decode(&bad), Err(CheckpointError::HeaderChecksum));
+        assert_eq!(decode(&bytes[..30]), Err(CheckpointError::Truncated(30)));
+    }
 }

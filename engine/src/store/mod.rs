@@ -82,7 +82,7 @@ impl Default for StoreConfig {
 impl StoreConfig {
     fn validate(&self) -> Result<(), StoreError> {
         let bad = |what: &'static str| Err(StoreError::Config(what));
-        if self.segment_bytes % crate::io::IO_ALIGN_BYTES as u64 != 0 {
+        if !self.segment_bytes.is_multiple_of(crate::io::IO_ALIGN_BYTES as u64) {
             return bad("segment_bytes must be a multiple of 4096");
         }
         if self.segment_bytes < SEGMENT_HEADER_BYTES as u64 + format::record_len(RECORD_PAYLOAD_BYTES_MAX.min(1 << 20), self.block_log2) {
@@ -91,7 +91,7 @@ impl StoreConfig {
         if !(BLOCK_LOG2_MIN..=BLOCK_LOG2_MAX).contains(&self.block_log2) {
             return bad("block_log2 out of range");
         }
-        if self.preallocate_step_bytes == 0 || self.preallocate_step_bytes % crate::io::IO_ALIGN_BYTES as u64 != 0 {
+        if self.preallocate_step_bytes == 0 || !self.preallocate_step_bytes.is_multiple_of(crate::io::IO_ALIGN_BYTES as u64) {
             return bad("preallocate_step_bytes must be a positive multiple of 4096");
         }
         if self.submit_queue_max == 0 || self.batch_records_max == 0 || self.batch_bytes_max == 0 {
@@ -583,7 +583,8 @@ impl<I: Io> ShardStore<I> {
     /// Stops accepting requests, lets the committer finish what is queued, and closes.
     pub async fn close(self) -> Result<(), StoreError> {
         self.submit.borrow_mut().take();
-        if let Some(done) = self.committer_done.borrow_mut().take() {
+        let done = self.committer_done.borrow_mut().take();
+        if let Some(done) = done {
             let _ = done.await;
         }
         Ok(())
