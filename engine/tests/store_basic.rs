@@ -170,3 +170,47 @@ fn checkpoint_then_replay() {
         store.close().await.unwrap();
     });
 }
+
+#[test]
+fn damaged_segment_header_over_records_is_refused_not_deleted() {
+    run(|sp| async move {
+        let k = key(0, 1);
+        let segs = |io: &MemIo| -> Vec<std::path::PathBuf> {
+            let mut v: Vec<_> = io.files_in(Path::new(DIR)).into_iter().filter(|p| p.to_string_lossy().ends_with(".tsg")).collect();
+            v.sort();
+            v
+        };
+        // A: the newest segment holds k's record and its header is damaged: refused,
+        // and the file is kept.
+        let io = MemIo::new(6);
+        let store = open(&io, Path::new(DIR), small_cfg(), &sp).await.unwrap();
+        store.put(k, &value(k, 1, 5000)).await.unwrap();
+        store.close().await.unwrap();
+        let seg1 = segs(&io)[0].clone();
+        let io_a = io.crash_image(1);
+        io_a.corrupt(&seg1, 10, 1);
+        match open(&io_a, Path::new(DIR), small_cfg(), &sp).await {
+            Err(StoreError::Layout { reason, .. }) => assert!(reason.contains("records follow"), "{reason}"),
+            other => panic!("expected a refusal, got {:?}", other.map(|s| s.stats())),
+        }
+        assert_eq!(segs(&io_a), vec![seg1.clone()], "nothing deleted");
+
+        // B: an empty newest segment (another open, no writes) with a torn header
+        // is a cut-short creation: cleaned up, and k is still there.
+        let store = open(&io, Path::new(DIR), small_cfg(), &sp).await.unwrap();
+        store.close().await.unwrap();
+        let both = segs(&io);
+        assert_eq!(both.len(), 2);
+        let io_b = io.crash_image(2);
+        io_b.corrupt(&both[1], 10, 1);
+        let store = open(&io_b, Path::new(DIR), small_cfg(), &sp).await.unwrap();
+        assert_eq!(&store.get(k).await.unwrap()[..], &value(k, 1, 5000)[..]);
+        store.close().await.unwrap();
+
+        // C: a damaged header on an older segment is refused too.
+        let io_c = io.crash_image(3);
+        io_c.corrupt(&seg1, 10, 1);
+        assert!(matches!(open(&io_c, Path::new(DIR), small_cfg(), &sp).await, Err(StoreError::Corrupt { .. })));
+        assert!(segs(&io_c).contains(&seg1));
+    });
+}

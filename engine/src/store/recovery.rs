@@ -194,8 +194,17 @@ pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Res
                 })
             }
             // The newest segment's creation (header write + fsync) was cut short:
-            // no record was ever placed in it, so it holds nothing acknowledged.
-            Err(_) if Some(id) == last_id => {
+            // then no record was ever placed in it, and the first record's page is
+            // still zero. Anything else is a damaged header over real records:
+            // refuse rather than guess.
+            Err(e) if Some(id) == last_id => {
+                let first = file.read_at(SEGMENT_HEADER_BYTES as u64, IO_ALIGN_BYTES).await?;
+                if first.iter().any(|&b| b != 0) {
+                    return Err(StoreError::Layout {
+                        path: path.display().to_string(),
+                        reason: format!("segment header is damaged ({e}) but records follow it; check with tessera-fsck"),
+                    });
+                }
                 file.close().await?;
                 tracing::warn!(path = %path.display(), "removing segment whose creation did not finish");
                 io.remove(&path).await?;
