@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# install-deps.sh installed libisal-dev: build (and test) the ISA-L codec for sure.
+export TESSERA_ISAL="${TESSERA_ISAL:-1}"
 
 # Unit, crash, bitrot, compaction, glommio-backend and binary end-to-end tests.
 cargo test --workspace --locked
