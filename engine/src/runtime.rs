@@ -57,7 +57,9 @@ impl Default for RuntimeConfig {
             drives: vec![],
             store: StoreConfig::default(),
             pin: true,
-            io_memory_bytes: 2 << 20,
+            // Room for a window of 1 MiB shard records in registered memory; with
+            // less, glommio silently falls back to fresh unregistered buffers.
+            io_memory_bytes: 32 << 20,
             inbox_max: 1024,
             in_flight_max: 512,
         }

@@ -39,7 +39,7 @@ struct ServerArgs {
     #[arg(long)]
     no_pin: bool,
     /// DMA memory per core that glommio registers with io_uring (bytes).
-    #[arg(long, default_value_t = 2 << 20)]
+    #[arg(long, default_value_t = 32 << 20)]
     io_memory: usize,
     /// Segment file size in MiB (preallocated).
     #[arg(long, default_value_t = 256)]

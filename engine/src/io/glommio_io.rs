@@ -69,10 +69,9 @@ impl Io for GlommioIo {
 
     fn alloc(&self, len: usize) -> GlommioBuf {
         debug_assert_eq!(len % super::IO_ALIGN_BYTES, 0);
-        let mut buf = glommio::allocate_dma_buffer(len);
-        // The allocator recycles memory; never write a previous request's bytes to disk.
-        buf.as_bytes_mut().fill(0);
-        GlommioBuf(buf)
+        // Not zeroed: every caller writes every byte (see `Io::alloc`); zeroing a
+        // 1 MiB buffer cost ~30% of building a record (measured by bench-engine).
+        GlommioBuf(glommio::allocate_dma_buffer(len))
     }
 
     async fn open(&self, path: &Path, mode: OpenMode) -> IoResult<GlommioFile> {

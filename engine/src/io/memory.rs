@@ -270,7 +270,9 @@ impl Io for MemIo {
     type ReadBuf = MemRead;
 
     fn alloc(&self, len: usize) -> MemBuf {
-        MemBuf(vec![0; len])
+        // Garbage, like recycled DMA memory: a caller that forgets to write a byte
+        // puts 0xA5 on disk, which checksums and tests notice.
+        MemBuf(vec![0xA5; len])
     }
 
     async fn open(&self, path: &Path, mode: OpenMode) -> IoResult<MemFile> {

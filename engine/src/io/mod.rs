@@ -94,8 +94,9 @@ pub trait Io: Clone + 'static {
     type Buf: IoBuf;
     type ReadBuf: ReadBuf;
 
-    /// A zeroed buffer of `len` bytes (`len` a multiple of [`IO_ALIGN_BYTES`]),
-    /// aligned for direct IO.
+    /// A buffer of `len` bytes (`len` a multiple of [`IO_ALIGN_BYTES`]), aligned
+    /// for direct IO. Its contents are unspecified (memory is recycled): callers
+    /// write every byte before handing it to a write, so nothing stale reaches disk.
     fn alloc(&self, len: usize) -> Self::Buf;
 
     async fn open(&self, path: &Path, mode: OpenMode) -> IoResult<Self::File>;

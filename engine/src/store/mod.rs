@@ -68,11 +68,13 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             segment_bytes: 256 << 20,
-            preallocate_step_bytes: 16 << 20,
+            preallocate_step_bytes: 64 << 20,
             block_log2: BLOCK_LOG2_DEFAULT,
             submit_queue_max: 256,
             batch_records_max: 64,
-            batch_bytes_max: 32 << 20,
+            // Small enough that with large pieces one group is being built (copy +
+            // crc on the core) while the previous one is on disk.
+            batch_bytes_max: 16 << 20,
             compaction_live_percent_max: 50,
             compaction_bytes_max: 256 << 20,
         }
@@ -691,7 +693,9 @@ impl<I: Io> Shared<I> {
             if !fits {
                 self.roll_segment(*seq).await?;
             }
-            self.reserve_head(len).await?;
+            // Only when the record does not fit the reserved space does the batch wait
+            // for fallocate; reserving ahead happens alongside the writes below.
+            self.reserve_head(len, 0).await?;
             let (seg_id, offset, file) = {
                 let mut st = self.state.borrow_mut();
                 let head_id = st.head;
@@ -706,9 +710,11 @@ impl<I: Io> Shared<I> {
             placed.push((seg_id, offset));
             ios.push(async move { file.write_at(buf, offset).await });
         }
-        for r in futures::future::join_all(ios).await {
+        let (results, reserved) = futures::join!(futures::future::join_all(ios), self.reserve_head(0, self.cfg.preallocate_step_bytes / 2));
+        for r in results {
             r?;
         }
+        reserved?;
         let files: Vec<_> = {
             let st = self.state.borrow();
             touched_segments.iter().map(|id| st.segments[id].file.clone()).collect()
@@ -720,12 +726,13 @@ impl<I: Io> Shared<I> {
         Ok(placed)
     }
 
-    /// Makes sure the head has `len` bytes reserved past its end.
-    async fn reserve_head(&self, len: u64) -> Result<(), StoreError> {
+    /// Makes sure the head has `len + slack` bytes reserved past its end, reserving
+    /// a further step when it does not.
+    async fn reserve_head(&self, len: u64, slack: u64) -> Result<(), StoreError> {
         let (file, want) = {
             let st = self.state.borrow();
             let head = &st.segments[&st.head];
-            if head.end + len <= head.allocated {
+            if head.end + len + slack <= head.allocated || head.allocated == head.capacity {
                 return Ok(());
             }
             (head.file.clone(), (head.end + len + self.cfg.preallocate_step_bytes).min(head.capacity))
@@ -733,7 +740,8 @@ impl<I: Io> Shared<I> {
         file.preallocate(want).await?;
         let mut st = self.state.borrow_mut();
         let head_id = st.head;
-        st.segments.get_mut(&head_id).expect("head exists").allocated = want;
+        let seg = st.segments.get_mut(&head_id).expect("head exists");
+        seg.allocated = seg.allocated.max(want);
         Ok(())
     }
 
