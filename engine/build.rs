@@ -87,20 +87,12 @@ fn has_lib(dir: &Path) -> bool {
 /// Library directories from `pkg-config --libs-only-L libisal`, or `None`
 /// if pkg-config is missing or does not know libisal.
 fn pkg_config_lib_dirs() -> Option<Vec<PathBuf>> {
-    let out = Command::new("pkg-config")
-        .args(["--libs-only-L", "libisal"])
-        .output()
-        .ok()?;
+    let out = Command::new("pkg-config").args(["--libs-only-L", "libisal"]).output().ok()?;
     if !out.status.success() {
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    Some(
-        text.split_whitespace()
-            .filter_map(|t| t.strip_prefix("-L"))
-            .map(PathBuf::from)
-            .collect(),
-    )
+    Some(text.split_whitespace().filter_map(|t| t.strip_prefix("-L")).map(PathBuf::from).collect())
 }
 
 fn default_dirs() -> Vec<PathBuf> {
@@ -109,12 +101,7 @@ fn default_dirs() -> Vec<PathBuf> {
     if !arch.is_empty() {
         dirs.push(PathBuf::from(format!("/usr/lib/{arch}-linux-gnu")));
     }
-    for d in [
-        "/usr/lib64",
-        "/usr/lib",
-        "/usr/local/lib64",
-        "/usr/local/lib",
-    ] {
+    for d in ["/usr/lib64", "/usr/lib", "/usr/local/lib64", "/usr/local/lib"] {
         dirs.push(PathBuf::from(d));
     }
     dirs

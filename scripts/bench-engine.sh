@@ -26,22 +26,18 @@
 #                         malloc'd IO buffers (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) [0]
 # Extra arguments go to engine_io after the ones below and override them (see
 # `cargo bench -p tessera-benches --bench engine_io -- --help`); e.g.
-# `--batch-records 64 --prealloc-step 16M --drive tasks` gives the store's defaults.
+# e.g. `--drive tasks` to issue requests back to back.
 #
-# Engine configuration used (per core, with d = requests in flight on that core):
-#   --depth d --batch-records d/2: a group commit takes at most half the window, so
-#       one group is being built (copy + crc on the core) while the other is on disk;
-#       with the default of 64 the whole window forms one group and the disk idles
-#       while the next one is built.
-#   --prealloc-step 256M (= segment size): reserve the segment at creation; with the
-#       default 16M the committer awaits an fallocate every 16 MiB before it can issue
-#       the group's writes.
+# Engine configuration used: the store's defaults (StoreConfig::default(): group
+# commits of at most 64 records / 16 MiB, disk reserved 64 MiB ahead alongside the
+# writes), and
 #   --drive paced (engine_io's default): requests start as if they came from a socket.
 #
 # Fairness of the write comparison (durability):
 #   The engine acknowledges a put only once it is durable: its committer writes a
 #   group of queued records with O_DIRECT, then fdatasyncs the segment once for the
-#   group. With the configuration above one core's groups hold DEPTH/2 records, so fio
+#   group. With the 16 MiB group cap, one core's groups hold 16 records of 1 MiB (= DEPTH/2
+#   at the default depth 32), so fio
 #   runs with --fdatasync=DEPTH/2: one fdatasync per DEPTH/2 writes, the same cadence
 #   (with 2 cores the engine syncs twice as often, its disadvantage; fio 3.33 also
 #   issues a few syncs back to back, so fio is not favoured by syncing less). fio does
@@ -104,7 +100,7 @@ engine_cmd() { # cores -> ENGINE_CMD; DEPTH is split over the cores
     ((d > 0)) || d=1
     ENGINE_CMD=(cargo bench -q -p tessera-benches --bench engine_io --
         --dir "$DIR" --total "$TOTAL" --record "$RECORD" --cores "$c" --depth "$d"
-        --batch-records $((d / 2 > 0 ? d / 2 : 1)) --prealloc-step 256M ${EXTRA[@]+"${EXTRA[@]}"})
+        ${EXTRA[@]+"${EXTRA[@]}"})
 }
 FIO_COMMON=(--name=tessera --filename="$FIO_FILE" --direct=1 --ioengine=io_uring
     --bs="$RECORD" --iodepth="$DEPTH" --size="$TOTAL" --output-format=json)

@@ -42,19 +42,13 @@ fn bench_encode(c: &mut Criterion) {
                 let mut shards = stripe(k, m, len);
                 let (data, parity) = shards.split_at_mut(k);
                 let data: Vec<&[u8]> = data.iter().map(|s| s.as_slice()).collect();
-                let mut parity: Vec<&mut [u8]> =
-                    parity.iter_mut().map(|s| s.as_mut_slice()).collect();
+                let mut parity: Vec<&mut [u8]> = parity.iter_mut().map(|s| s.as_mut_slice()).collect();
                 group.throughput(Throughput::Bytes((k * len) as u64));
-                group.bench_function(
-                    BenchmarkId::new(kind.as_str(), format!("{k}+{m}/{label}")),
-                    |b| {
-                        b.iter(|| {
-                            codec
-                                .encode(black_box(&data), black_box(&mut parity))
-                                .expect("encode");
-                        })
-                    },
-                );
+                group.bench_function(BenchmarkId::new(kind.as_str(), format!("{k}+{m}/{label}")), |b| {
+                    b.iter(|| {
+                        codec.encode(black_box(&data), black_box(&mut parity)).expect("encode");
+                    })
+                });
             }
         }
     }
@@ -73,25 +67,18 @@ fn bench_decode(c: &mut Criterion) {
                 {
                     let (data, parity) = shards.split_at_mut(k);
                     let data: Vec<&[u8]> = data.iter().map(|s| s.as_slice()).collect();
-                    let mut parity: Vec<&mut [u8]> =
-                        parity.iter_mut().map(|s| s.as_mut_slice()).collect();
+                    let mut parity: Vec<&mut [u8]> = parity.iter_mut().map(|s| s.as_mut_slice()).collect();
                     codec.encode(&data, &mut parity).expect("encode");
                 }
                 // Lose the first m data shards.
                 let present: Vec<bool> = (0..k + m).map(|i| i >= m).collect();
-                let mut views: Vec<&mut [u8]> =
-                    shards.iter_mut().map(|s| s.as_mut_slice()).collect();
+                let mut views: Vec<&mut [u8]> = shards.iter_mut().map(|s| s.as_mut_slice()).collect();
                 group.throughput(Throughput::Bytes((k * len) as u64));
-                group.bench_function(
-                    BenchmarkId::new(kind.as_str(), format!("{k}+{m}/{label}")),
-                    |b| {
-                        b.iter(|| {
-                            codec
-                                .reconstruct_data(black_box(&mut views), black_box(&present))
-                                .expect("reconstruct_data");
-                        })
-                    },
-                );
+                group.bench_function(BenchmarkId::new(kind.as_str(), format!("{k}+{m}/{label}")), |b| {
+                    b.iter(|| {
+                        codec.reconstruct_data(black_box(&mut views), black_box(&present)).expect("reconstruct_data");
+                    })
+                });
             }
         }
     }

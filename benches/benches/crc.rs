@@ -17,9 +17,7 @@ fn bench_crc32c(c: &mut Criterion) {
         let mut buf = vec![0u8; len];
         rng.fill_bytes(&mut buf);
         group.throughput(Throughput::Bytes(len as u64));
-        group.bench_function(BenchmarkId::from_parameter(label), |b| {
-            b.iter(|| crc32c::crc32c(black_box(&buf)))
-        });
+        group.bench_function(BenchmarkId::from_parameter(label), |b| b.iter(|| crc32c::crc32c(black_box(&buf))));
     }
     group.finish();
 }

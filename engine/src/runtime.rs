@@ -69,10 +69,22 @@ impl Default for RuntimeConfig {
 /// An operation on the shard stores of the core that owns `key.partition`.
 #[derive(Debug)]
 pub enum Request {
-    Put { drive: usize, key: ShardKey, data: Vec<u8> },
+    Put {
+        drive: usize,
+        key: ShardKey,
+        data: Vec<u8>,
+    },
     /// `len: None` reads to the end of the piece.
-    Get { drive: usize, key: ShardKey, offset: u64, len: Option<u64> },
-    Delete { drive: usize, key: ShardKey },
+    Get {
+        drive: usize,
+        key: ShardKey,
+        offset: u64,
+        len: Option<u64>,
+    },
+    Delete {
+        drive: usize,
+        key: ShardKey,
+    },
     /// Checkpoint every store of the core.
     Checkpoint,
     /// Compact every store of the core.
@@ -124,9 +136,15 @@ pub struct StartupReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BufferRegistration {
     Privileged,
-    WithinLimit { memlock_bytes: u64, needed_bytes: u64 },
+    WithinLimit {
+        memlock_bytes: u64,
+        needed_bytes: u64,
+    },
     /// Registration will fail; glommio falls back to unregistered buffers.
-    OverLimit { memlock_bytes: u64, needed_bytes: u64 },
+    OverLimit {
+        memlock_bytes: u64,
+        needed_bytes: u64,
+    },
 }
 
 impl std::fmt::Display for BufferRegistration {
@@ -187,7 +205,9 @@ impl RuntimeHandle {
     /// Sends a keyed request to the core that owns its partition.
     pub async fn call(&self, req: Request) -> Result<Response, RuntimeError> {
         let core = match &req {
-            Request::Put { key, .. } | Request::Get { key, .. } | Request::Delete { key, .. } => self.route(key.partition),
+            Request::Put { key, .. } | Request::Get { key, .. } | Request::Delete { key, .. } => {
+                self.route(key.partition)
+            }
             Request::Checkpoint | Request::Compact | Request::Stats => 0,
         };
         self.call_core(core, req).await
@@ -227,7 +247,8 @@ fn check_layout(cfg: &RuntimeConfig) -> Result<(), RuntimeError> {
         let Ok(entries) = std::fs::read_dir(drive) else { continue };
         for e in entries.flatten() {
             let name = e.file_name();
-            let Some(n) = name.to_str().and_then(|s| s.strip_prefix("core-")).and_then(|s| s.parse::<usize>().ok()) else {
+            let Some(n) = name.to_str().and_then(|s| s.strip_prefix("core-")).and_then(|s| s.parse::<usize>().ok())
+            else {
                 continue;
             };
             if n >= cfg.cores {
@@ -291,7 +312,8 @@ impl Runtime {
                     first_err.get_or_insert(e);
                 }
                 Err(_) => {
-                    first_err.get_or_insert(RuntimeError::Executor { core: usize::MAX, reason: "died during start".into() });
+                    first_err
+                        .get_or_insert(RuntimeError::Executor { core: usize::MAX, reason: "died during start".into() });
                 }
             }
         }
@@ -344,7 +366,12 @@ impl Runtime {
 
 type Ready = std::sync::mpsc::Sender<Result<Vec<(usize, usize, RecoveryReport)>, RuntimeError>>;
 
-async fn core_main(core: usize, cfg: RuntimeConfig, inbox: flume::Receiver<Envelope>, ready: Ready) -> Result<(), RuntimeError> {
+async fn core_main(
+    core: usize,
+    cfg: RuntimeConfig,
+    inbox: flume::Receiver<Envelope>,
+    ready: Ready,
+) -> Result<(), RuntimeError> {
     let mut stores = Vec::with_capacity(cfg.drives.len());
     let mut reports = Vec::with_capacity(cfg.drives.len());
     for (drive, root) in cfg.drives.iter().enumerate() {
@@ -381,7 +408,8 @@ async fn core_main(core: usize, cfg: RuntimeConfig, inbox: flume::Receiver<Envel
     }
     // Inbox closed: wait for the requests still running, then close the stores.
     let _all = limit.acquire_permit(cfg.in_flight_max as u64).await;
-    let stores = Rc::try_unwrap(stores).map_err(|_| RuntimeError::Executor { core, reason: "stores still shared at stop".into() })?;
+    let stores = Rc::try_unwrap(stores)
+        .map_err(|_| RuntimeError::Executor { core, reason: "stores still shared at stop".into() })?;
     for (drive, s) in stores.into_iter().enumerate() {
         s.close().await.map_err(|source| RuntimeError::Store { core, drive, source })?;
     }
@@ -392,14 +420,17 @@ async fn serve(core: usize, stores: &[ShardStore<GlommioIo>], req: Request) -> R
     let store = |drive: usize| stores.get(drive).ok_or(RuntimeError::NoSuchDrive(drive));
     let wrap = |drive: usize| move |source| RuntimeError::Store { core, drive, source };
     match req {
-        Request::Put { drive, key, data } => Ok(Response::Applied(store(drive)?.put(key, &data).await.map_err(wrap(drive))?)),
+        Request::Put { drive, key, data } => {
+            Ok(Response::Applied(store(drive)?.put(key, &data).await.map_err(wrap(drive))?))
+        }
         Request::Delete { drive, key } => Ok(Response::Applied(store(drive)?.delete(key).await.map_err(wrap(drive))?)),
         Request::Get { drive, key, offset, len } => {
             let s = store(drive)?;
             let len = match len {
                 Some(l) => l,
                 None => {
-                    let size = s.len_of(key).ok_or(RuntimeError::Store { core, drive, source: StoreError::NotFound(key) })?;
+                    let size =
+                        s.len_of(key).ok_or(RuntimeError::Store { core, drive, source: StoreError::NotFound(key) })?;
                     size.saturating_sub(offset)
                 }
             };

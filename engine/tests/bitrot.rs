@@ -40,7 +40,11 @@ fn flipped_bytes_are_detected_never_served() {
                     let len = rng.below(want.len() as u64 - off + 1);
                     for (o, l) in [(0, want.len() as u64), (off, len)] {
                         match store.get_range(*k, o, l).await {
-                            Ok(got) => assert_eq!(&got[..], &want[o as usize..(o + l) as usize], "seed {seed}: wrong bytes served"),
+                            Ok(got) => assert_eq!(
+                                &got[..],
+                                &want[o as usize..(o + l) as usize],
+                                "seed {seed}: wrong bytes served"
+                            ),
                             Err(StoreError::Corrupt { .. }) => {
                                 assert_eq!(*k, victim, "seed {seed}: an intact record reported corrupt");
                                 corrupt_reads += 1;

@@ -130,10 +130,14 @@ fn runtime_routes_by_partition_and_survives_restart() {
     for core in 0..2 {
         let Ok(Response::Stats(stats)) = h.call_core_blocking(core, Request::Stats) else { panic!("stats") };
         let keys: usize = stats.iter().map(|s| s.keys).sum();
-        let expect = (0..4u32).flat_map(|t| (0..25u32).map(move |i| t * 100 + i)).filter(|p| h.route(*p) == core).count();
+        let expect =
+            (0..4u32).flat_map(|t| (0..25u32).map(move |i| t * 100 + i)).filter(|p| h.route(*p) == core).count();
         assert_eq!(keys, expect, "core {core}");
     }
-    assert!(matches!(h.call_blocking(Request::Get { drive: 7, key: key(1, 1), offset: 0, len: None }), Err(RuntimeError::NoSuchDrive(7))));
+    assert!(matches!(
+        h.call_blocking(Request::Get { drive: 7, key: key(1, 1), offset: 0, len: None }),
+        Err(RuntimeError::NoSuchDrive(7))
+    ));
     drop(h);
     rt.stop().unwrap();
 

@@ -176,7 +176,8 @@ fn damaged_segment_header_over_records_is_refused_not_deleted() {
     run(|sp| async move {
         let k = key(0, 1);
         let segs = |io: &MemIo| -> Vec<std::path::PathBuf> {
-            let mut v: Vec<_> = io.files_in(Path::new(DIR)).into_iter().filter(|p| p.to_string_lossy().ends_with(".tsg")).collect();
+            let mut v: Vec<_> =
+                io.files_in(Path::new(DIR)).into_iter().filter(|p| p.to_string_lossy().ends_with(".tsg")).collect();
             v.sort();
             v
         };

@@ -51,9 +51,7 @@ struct ServerArgs {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -101,12 +99,29 @@ fn server(args: ServerArgs) -> Result<(), String> {
     if let Some(c) = args.cores {
         cfg.cores = c;
     }
+    // Before anything starts: a SIGTERM right after "ready" must stop us cleanly.
+    let (stop_tx, stop_rx) = flume::bounded::<i32>(1);
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = stop_tx.send(sig);
+        }
+    });
     let rt = Runtime::start(cfg.clone()).map_err(|e| e.to_string())?;
     let rep = rt.report();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("tessera {} embedded server", env!("CARGO_PKG_VERSION"));
-    println!("  cores     {} glommio executors ({} CPUs online, {})", rep.cores, cpus, if rep.pinned { "pinned" } else { "unpinned" });
-    println!("  io_uring  O_DIRECT; buffer registration: {} ({} B per core)", rep.buffer_registration, rep.io_memory_bytes);
+    println!(
+        "  cores     {} glommio executors ({} CPUs online, {})",
+        rep.cores,
+        cpus,
+        if rep.pinned { "pinned" } else { "unpinned" }
+    );
+    println!(
+        "  io_uring  O_DIRECT; buffer registration: {} ({} B per core)",
+        rep.buffer_registration, rep.io_memory_bytes
+    );
     println!("  drives    {}", rep.drives.len());
     for (i, d) in rep.drives.iter().enumerate() {
         println!("    d{i}  {}", d.display());
@@ -130,14 +145,6 @@ fn server(args: ServerArgs) -> Result<(), String> {
     println!("  S3 API    not in this build yet: the S3 gateway is the next milestone (README.md)");
     println!("ready");
 
-    let (stop_tx, stop_rx) = flume::bounded::<i32>(1);
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let _ = stop_tx.send(sig);
-        }
-    });
     let handle = rt.handle();
     loop {
         match stop_rx.recv_timeout(Duration::from_secs(args.checkpoint_secs)) {

@@ -90,11 +90,8 @@ fn bad_arguments_are_clear_errors() {
     let data = tmp.path().join("data");
     let (child, _, rx) = start(&data, &["--drive-count", "1"]);
     stop(child, rx);
-    let out = Command::new(BIN)
-        .args(["server", "--drive-count", "1", "--cores", "1", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out =
+        Command::new(BIN).args(["server", "--drive-count", "1", "--cores", "1", "--data"]).arg(&data).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("only 1 cores are configured"), "{:?}", out);
 }

@@ -22,8 +22,7 @@ use std::os::raw::{c_int, c_uchar};
 use std::ptr;
 
 use super::{
-    check_geometry, validate_encode, validate_reconstruct, CodecError, CodecKind, ErasureCodec,
-    MAX_TOTAL_SHARDS,
+    check_geometry, validate_encode, validate_reconstruct, CodecError, CodecKind, ErasureCodec, MAX_TOTAL_SHARDS,
 };
 
 const NAME: &str = "isa-l";
@@ -63,10 +62,7 @@ mod ffi {
 }
 
 fn internal(detail: impl Into<String>) -> CodecError {
-    CodecError::Internal {
-        codec: NAME,
-        detail: detail.into(),
-    }
+    CodecError::Internal { codec: NAME, detail: detail.into() }
 }
 
 /// Convert a validated count/length to `c_int`.
@@ -87,10 +83,7 @@ impl PatternKey {
         for (i, _) in present.iter().enumerate().filter(|(_, &p)| p) {
             bits[i / 64] |= 1 << (i % 64);
         }
-        Self {
-            present: bits,
-            with_parity,
-        }
+        Self { present: bits, with_parity }
     }
 }
 
@@ -132,14 +125,7 @@ impl IsalCodec {
         // SAFETY: `gen[k*k..]` holds the m x k parity coefficients (read
         // only, despite the non-const C signature); `encode_tables` has the
         // required 32 * k * m bytes.
-        unsafe {
-            ffi::ec_init_tables(
-                ck,
-                cm,
-                gen[k * k..].as_mut_ptr(),
-                encode_tables.as_mut_ptr(),
-            )
-        };
+        unsafe { ffi::ec_init_tables(ck, cm, gen[k * k..].as_mut_ptr(), encode_tables.as_mut_ptr()) };
         Ok(Self {
             k,
             m,
@@ -163,25 +149,14 @@ impl IsalCodec {
         tables: &mut Vec<u8>,
     ) -> Result<usize, CodecError> {
         let k = self.k;
-        let sources = present
-            .iter()
-            .enumerate()
-            .filter(|(_, &p)| p)
-            .map(|(i, _)| i)
-            .take(k);
+        let sources = present.iter().enumerate().filter(|(_, &p)| p).map(|(i, _)| i).take(k);
         for (r, src) in sources.enumerate() {
             self.scratch_sub[r * k..(r + 1) * k].copy_from_slice(&self.gen[src * k..(src + 1) * k]);
         }
         let ck = to_c_int(k)?;
         // SAFETY: both buffers are k * k bytes, as the function requires for
         // an n = k matrix; `scratch_sub` is allowed to be clobbered.
-        let rc = unsafe {
-            ffi::gf_invert_matrix(
-                self.scratch_sub.as_mut_ptr(),
-                self.scratch_inv.as_mut_ptr(),
-                ck,
-            )
-        };
+        let rc = unsafe { ffi::gf_invert_matrix(self.scratch_sub.as_mut_ptr(), self.scratch_inv.as_mut_ptr(), ck) };
         if rc != 0 {
             return Err(internal("generator submatrix is singular"));
         }
@@ -190,8 +165,7 @@ impl IsalCodec {
         for (i, _) in present.iter().enumerate().filter(|(_, &p)| !p) {
             if i < k {
                 // Data shard i = row i of the inverse applied to the sources.
-                self.scratch_rows
-                    .extend_from_slice(&inv[i * k..(i + 1) * k]);
+                self.scratch_rows.extend_from_slice(&inv[i * k..(i + 1) * k]);
             } else if with_parity {
                 // Parity shard i = gen row i x inverse.
                 let g = &self.gen[i * k..(i + 1) * k];
@@ -211,14 +185,7 @@ impl IsalCodec {
         if rows > 0 {
             // SAFETY: `scratch_rows` holds rows * k coefficients (read only);
             // `tables` has 32 * k * rows bytes.
-            unsafe {
-                ffi::ec_init_tables(
-                    ck,
-                    to_c_int(rows)?,
-                    self.scratch_rows.as_mut_ptr(),
-                    tables.as_mut_ptr(),
-                )
-            };
+            unsafe { ffi::ec_init_tables(ck, to_c_int(rows)?, self.scratch_rows.as_mut_ptr(), tables.as_mut_ptr()) };
         }
         Ok(rows)
     }
@@ -286,14 +253,7 @@ impl IsalCodec {
         // `shards`, borrowed for this call). ISA-L only reads the sources and
         // the tables (`32 * k * nout` bytes built for exactly this pattern).
         unsafe {
-            ffi::ec_encode_data(
-                clen,
-                ck,
-                crows,
-                entry.tables.as_ptr().cast_mut(),
-                srcs.as_mut_ptr(),
-                outs.as_mut_ptr(),
-            )
+            ffi::ec_encode_data(clen, ck, crows, entry.tables.as_ptr().cast_mut(), srcs.as_mut_ptr(), outs.as_mut_ptr())
         };
         Ok(())
     }
@@ -341,20 +301,12 @@ impl ErasureCodec for IsalCodec {
         Ok(())
     }
 
-    fn reconstruct(
-        &mut self,
-        shards: &mut [&mut [u8]],
-        present: &[bool],
-    ) -> Result<(), CodecError> {
+    fn reconstruct(&mut self, shards: &mut [&mut [u8]], present: &[bool]) -> Result<(), CodecError> {
         let (shard_len, _) = validate_reconstruct(self.k, self.m, shards, present)?;
         self.decode(shard_len, shards, present, true)
     }
 
-    fn reconstruct_data(
-        &mut self,
-        shards: &mut [&mut [u8]],
-        present: &[bool],
-    ) -> Result<(), CodecError> {
+    fn reconstruct_data(&mut self, shards: &mut [&mut [u8]], present: &[bool]) -> Result<(), CodecError> {
         let (shard_len, _) = validate_reconstruct(self.k, self.m, shards, present)?;
         self.decode(shard_len, shards, present, false)
     }

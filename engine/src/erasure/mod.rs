@@ -120,9 +120,7 @@ pub enum CodecError {
     },
 
     /// Shards of one call do not all have the same length.
-    #[error(
-        "shard {index} has length {got}, expected {expected} (all shards must be equally long)"
-    )]
+    #[error("shard {index} has length {got}, expected {expected} (all shards must be equally long)")]
     ShardLenMismatch {
         /// Shard index (data shards `0..k`, parity shards `k..k+m`).
         index: usize,
@@ -193,18 +191,13 @@ pub trait ErasureCodec {
     /// Present shards are never modified. Errors with
     /// [`CodecError::TooFewShards`] if fewer than `k` are present, in which
     /// case no buffer is modified.
-    fn reconstruct(&mut self, shards: &mut [&mut [u8]], present: &[bool])
-        -> Result<(), CodecError>;
+    fn reconstruct(&mut self, shards: &mut [&mut [u8]], present: &[bool]) -> Result<(), CodecError>;
 
     /// Rebuild only the missing *data* shards (what a degraded read needs).
     ///
     /// Same arguments as [`reconstruct`](Self::reconstruct); buffers of
     /// missing parity shards are left untouched.
-    fn reconstruct_data(
-        &mut self,
-        shards: &mut [&mut [u8]],
-        present: &[bool],
-    ) -> Result<(), CodecError>;
+    fn reconstruct_data(&mut self, shards: &mut [&mut [u8]], present: &[bool]) -> Result<(), CodecError>;
 }
 
 /// A heap-allocated codec as returned by [`new_codec`].
@@ -250,11 +243,7 @@ impl CodecKind {
     }
 
     fn available_names() -> String {
-        Self::available()
-            .iter()
-            .map(|k| k.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        Self::available().iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -302,10 +291,7 @@ pub fn new_codec(kind: CodecKind, k: usize, m: usize) -> Result<BoxedCodec, Code
 /// `docs/erasure.md`), otherwise reed-solomon-simd.
 pub fn default_kind() -> CodecKind {
     // `available()` is ordered fastest first and is never empty.
-    CodecKind::available()
-        .first()
-        .copied()
-        .unwrap_or(CodecKind::ReedSolomonSimd)
+    CodecKind::available().first().copied().unwrap_or(CodecKind::ReedSolomonSimd)
 }
 
 /// Build the fastest available codec for `k` + `m` (see [`default_kind`]).
@@ -318,9 +304,7 @@ pub fn default_codec(k: usize, m: usize) -> Result<BoxedCodec, CodecError> {
 
 /// Validate `k`/`m` against the crate-wide limits.
 pub fn check_geometry(k: usize, m: usize) -> Result<(), CodecError> {
-    let ok = k >= MIN_DATA_SHARDS
-        && m >= MIN_PARITY_SHARDS
-        && k.checked_add(m).is_some_and(|n| n <= MAX_TOTAL_SHARDS);
+    let ok = k >= MIN_DATA_SHARDS && m >= MIN_PARITY_SHARDS && k.checked_add(m).is_some_and(|n| n <= MAX_TOTAL_SHARDS);
     if ok {
         Ok(())
     } else {
@@ -343,27 +327,15 @@ fn check_count(what: &'static str, expected: usize, got: usize) -> Result<(), Co
     if expected == got {
         Ok(())
     } else {
-        Err(CodecError::WrongShardCount {
-            what,
-            expected,
-            got,
-        })
+        Err(CodecError::WrongShardCount { what, expected, got })
     }
 }
 
 /// Validate `encode` arguments; returns the shard length.
-pub(crate) fn validate_encode(
-    k: usize,
-    m: usize,
-    data: &[&[u8]],
-    parity: &[&mut [u8]],
-) -> Result<usize, CodecError> {
+pub(crate) fn validate_encode(k: usize, m: usize, data: &[&[u8]], parity: &[&mut [u8]]) -> Result<usize, CodecError> {
     check_count("data shards", k, data.len())?;
     check_count("parity shards", m, parity.len())?;
-    let lens = data
-        .iter()
-        .map(|s| s.len())
-        .chain(parity.iter().map(|s| s.len()));
+    let lens = data.iter().map(|s| s.len()).chain(parity.iter().map(|s| s.len()));
     check_lens(lens)
 }
 
@@ -381,10 +353,7 @@ pub(crate) fn validate_reconstruct(
     let len = check_lens(shards.iter().map(|s| s.len()))?;
     let present_count = present.iter().filter(|&&p| p).count();
     if present_count < k {
-        return Err(CodecError::TooFewShards {
-            present: present_count,
-            needed: k,
-        });
+        return Err(CodecError::TooFewShards { present: present_count, needed: k });
     }
     Ok((len, present_count))
 }
@@ -398,11 +367,7 @@ fn check_lens(mut lens: impl Iterator<Item = usize>) -> Result<usize, CodecError
     check_shard_len(expected)?;
     for (i, got) in lens.enumerate() {
         if got != expected {
-            return Err(CodecError::ShardLenMismatch {
-                index: i + 1,
-                expected,
-                got,
-            });
+            return Err(CodecError::ShardLenMismatch { index: i + 1, expected, got });
         }
     }
     Ok(expected)

@@ -8,17 +8,12 @@
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
-use super::{
-    check_geometry, validate_encode, validate_reconstruct, CodecError, CodecKind, ErasureCodec,
-};
+use super::{check_geometry, validate_encode, validate_reconstruct, CodecError, CodecKind, ErasureCodec};
 
 const NAME: &str = "rs-simd";
 
 fn internal(e: reed_solomon_simd::Error) -> CodecError {
-    CodecError::Internal {
-        codec: NAME,
-        detail: e.to_string(),
-    }
+    CodecError::Internal { codec: NAME, detail: e.to_string() }
 }
 
 /// Reed-Solomon codec backed by `reed-solomon-simd` (always available).
@@ -39,12 +34,7 @@ impl RsSimdCodec {
         if !ReedSolomonEncoder::supports(k, m) || !ReedSolomonDecoder::supports(k, m) {
             return Err(CodecError::InvalidGeometry { data: k, parity: m });
         }
-        Ok(Self {
-            k,
-            m,
-            encoder: None,
-            decoder: None,
-        })
+        Ok(Self { k, m, encoder: None, decoder: None })
     }
 
     fn encoder(&mut self, shard_len: usize) -> Result<&mut ReedSolomonEncoder, CodecError> {
@@ -70,23 +60,13 @@ impl RsSimdCodec {
     }
 
     /// Restore missing data shards; arguments already validated.
-    fn restore_data(
-        &mut self,
-        shard_len: usize,
-        shards: &mut [&mut [u8]],
-        present: &[bool],
-    ) -> Result<(), CodecError> {
+    fn restore_data(&mut self, shard_len: usize, shards: &mut [&mut [u8]], present: &[bool]) -> Result<(), CodecError> {
         let k = self.k;
         if present[..k].iter().all(|&p| p) {
             return Ok(());
         }
         let dec = self.decoder(shard_len)?;
-        for (i, (shard, _)) in shards
-            .iter()
-            .zip(present)
-            .enumerate()
-            .filter(|(_, (_, &p))| p)
-        {
+        for (i, (shard, _)) in shards.iter().zip(present).enumerate().filter(|(_, (_, &p))| p) {
             if i < k {
                 dec.add_original_shard(i, &**shard).map_err(internal)?;
             } else {
@@ -98,12 +78,10 @@ impl RsSimdCodec {
             if present[i] {
                 continue;
             }
-            let restored = result
-                .restored_original(i)
-                .ok_or_else(|| CodecError::Internal {
-                    codec: NAME,
-                    detail: format!("decoder did not restore data shard {i}"),
-                })?;
+            let restored = result.restored_original(i).ok_or_else(|| CodecError::Internal {
+                codec: NAME,
+                detail: format!("decoder did not restore data shard {i}"),
+            })?;
             shard.copy_from_slice(restored);
         }
         Ok(())
@@ -136,11 +114,7 @@ impl ErasureCodec for RsSimdCodec {
         Ok(())
     }
 
-    fn reconstruct(
-        &mut self,
-        shards: &mut [&mut [u8]],
-        present: &[bool],
-    ) -> Result<(), CodecError> {
+    fn reconstruct(&mut self, shards: &mut [&mut [u8]], present: &[bool]) -> Result<(), CodecError> {
         let (shard_len, present_count) = validate_reconstruct(self.k, self.m, shards, present)?;
         if present_count == shards.len() {
             return Ok(());
@@ -156,11 +130,7 @@ impl ErasureCodec for RsSimdCodec {
             enc.add_original_shard(&**shard).map_err(internal)?;
         }
         let result = enc.encode().map_err(internal)?;
-        for (j, (out, rec)) in shards[k..]
-            .iter_mut()
-            .zip(result.recovery_iter())
-            .enumerate()
-        {
+        for (j, (out, rec)) in shards[k..].iter_mut().zip(result.recovery_iter()).enumerate() {
             if !present[k + j] {
                 out.copy_from_slice(rec);
             }
@@ -168,11 +138,7 @@ impl ErasureCodec for RsSimdCodec {
         Ok(())
     }
 
-    fn reconstruct_data(
-        &mut self,
-        shards: &mut [&mut [u8]],
-        present: &[bool],
-    ) -> Result<(), CodecError> {
+    fn reconstruct_data(&mut self, shards: &mut [&mut [u8]], present: &[bool]) -> Result<(), CodecError> {
         let (shard_len, _) = validate_reconstruct(self.k, self.m, shards, present)?;
         self.restore_data(shard_len, shards, present)
     }

@@ -11,10 +11,7 @@ const GEOMETRIES: [(usize, usize); 3] = [(4, 2), (6, 3), (8, 4)];
 const GARBAGE: u8 = 0xA5;
 
 fn seed() -> u64 {
-    if let Some(s) = std::env::var("TESSERA_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    if let Some(s) = std::env::var("TESSERA_TEST_SEED").ok().and_then(|s| s.parse().ok()) {
         return s;
     }
     std::time::SystemTime::now()
@@ -73,9 +70,7 @@ fn roundtrip_every_erasure_pattern(kind: CodecKind, k: usize, m: usize) {
         let patterns: Vec<&Vec<bool>> = if sample >= all.len() {
             all.iter().collect()
         } else {
-            (0..sample)
-                .map(|_| &all[rng.gen_range(0..all.len())])
-                .collect()
+            (0..sample).map(|_| &all[rng.gen_range(0..all.len())]).collect()
         };
         for present in patterns {
             let garbled = |shards: &mut Vec<Vec<u8>>| {
@@ -91,10 +86,7 @@ fn roundtrip_every_erasure_pattern(kind: CodecKind, k: usize, m: usize) {
                 .reconstruct(&mut as_mut_slices(&mut shards), present)
                 .unwrap_or_else(|e| panic!("{ctx} present={present:?}: {e}"));
             for i in 0..n {
-                assert!(
-                    shards[i] == original[i],
-                    "{ctx} present={present:?}: reconstruct shard {i} differs"
-                );
+                assert!(shards[i] == original[i], "{ctx} present={present:?}: reconstruct shard {i} differs");
             }
 
             // Data-only reconstruct: data back, missing parity untouched.
@@ -109,10 +101,7 @@ fn roundtrip_every_erasure_pattern(kind: CodecKind, k: usize, m: usize) {
                 } else {
                     shards[i] == original[i]
                 };
-                assert!(
-                    ok,
-                    "{ctx} present={present:?}: reconstruct_data shard {i} wrong"
-                );
+                assert!(ok, "{ctx} present={present:?}: reconstruct_data shard {i} wrong");
             }
         }
     }
@@ -160,10 +149,7 @@ fn too_few_shards_is_an_error_and_writes_nothing() {
                 }
             }
             let ctx = format!("seed={seed} kind={kind} geometry={k}+{m} present={present:?}");
-            let want = CodecError::TooFewShards {
-                present: n - m - 1,
-                needed: k,
-            };
+            let want = CodecError::TooFewShards { present: n - m - 1, needed: k };
             let mut shards = original.clone();
             let err = codec.reconstruct(&mut as_mut_slices(&mut shards), &present);
             assert_eq!(err, Err(want.clone()), "{ctx}");
@@ -184,25 +170,14 @@ fn bad_lengths_and_counts_are_errors() {
         // Parity length differs from data length.
         let mut p = vec![vec![0u8; 64], vec![0u8; 62]];
         let r = codec.encode(&data, &mut as_mut_slices(&mut p));
-        assert_eq!(
-            r,
-            Err(CodecError::ShardLenMismatch {
-                index: 5,
-                expected: 64,
-                got: 62
-            }),
-            "{kind}"
-        );
+        assert_eq!(r, Err(CodecError::ShardLenMismatch { index: 5, expected: 64, got: 62 }), "{kind}");
 
         // Data lengths differ.
         let d2 = [vec![1u8; 64], vec![1u8; 64], vec![1u8; 66], vec![1u8; 64]];
         let data2: Vec<&[u8]> = d2.iter().map(|s| s.as_slice()).collect();
         let mut p = vec![vec![0u8; 64]; 2];
         let r = codec.encode(&data2, &mut as_mut_slices(&mut p));
-        assert!(
-            matches!(r, Err(CodecError::ShardLenMismatch { index: 2, .. })),
-            "{kind}: {r:?}"
-        );
+        assert!(matches!(r, Err(CodecError::ShardLenMismatch { index: 2, .. })), "{kind}: {r:?}");
 
         // Odd, zero and oversized lengths.
         for len in [0usize, 63] {
@@ -216,74 +191,26 @@ fn bad_lengths_and_counts_are_errors() {
             let r = codec.reconstruct(&mut as_mut_slices(&mut all), &present);
             assert_eq!(r, Err(CodecError::BadShardLen { len }), "{kind}");
         }
-        assert_eq!(
-            check_shard_len(MAX_SHARD_LEN + 2),
-            Err(CodecError::BadShardLen {
-                len: MAX_SHARD_LEN + 2
-            })
-        );
+        assert_eq!(check_shard_len(MAX_SHARD_LEN + 2), Err(CodecError::BadShardLen { len: MAX_SHARD_LEN + 2 }));
 
         // Wrong counts.
         let mut p = vec![vec![0u8; 64]; 3];
         let r = codec.encode(&data, &mut as_mut_slices(&mut p));
-        assert!(
-            matches!(
-                r,
-                Err(CodecError::WrongShardCount {
-                    expected: 2,
-                    got: 3,
-                    ..
-                })
-            ),
-            "{kind}"
-        );
+        assert!(matches!(r, Err(CodecError::WrongShardCount { expected: 2, got: 3, .. })), "{kind}");
         let r = codec.encode(&data[..3], &mut as_mut_slices(&mut p[..2]));
-        assert!(
-            matches!(
-                r,
-                Err(CodecError::WrongShardCount {
-                    expected: 4,
-                    got: 3,
-                    ..
-                })
-            ),
-            "{kind}"
-        );
+        assert!(matches!(r, Err(CodecError::WrongShardCount { expected: 4, got: 3, .. })), "{kind}");
         let mut all = vec![vec![0u8; 64]; 6];
         let r = codec.reconstruct(&mut as_mut_slices(&mut all), &[true; 5]);
-        assert!(
-            matches!(
-                r,
-                Err(CodecError::WrongShardCount {
-                    expected: 6,
-                    got: 5,
-                    ..
-                })
-            ),
-            "{kind}"
-        );
+        assert!(matches!(r, Err(CodecError::WrongShardCount { expected: 6, got: 5, .. })), "{kind}");
         let r = codec.reconstruct_data(&mut as_mut_slices(&mut all[..5]), &[true; 6]);
-        assert!(
-            matches!(
-                r,
-                Err(CodecError::WrongShardCount {
-                    expected: 6,
-                    got: 5,
-                    ..
-                })
-            ),
-            "{kind}"
-        );
+        assert!(matches!(r, Err(CodecError::WrongShardCount { expected: 6, got: 5, .. })), "{kind}");
 
         // Reconstruct with a mismatched missing-shard buffer.
         let mut all = vec![vec![0u8; 64]; 6];
         all[3] = vec![0u8; 32];
         let present = [true, true, true, false, true, true];
         let r = codec.reconstruct_data(&mut as_mut_slices(&mut all), &present);
-        assert!(
-            matches!(r, Err(CodecError::ShardLenMismatch { index: 3, .. })),
-            "{kind}"
-        );
+        assert!(matches!(r, Err(CodecError::ShardLenMismatch { index: 3, .. })), "{kind}");
     }
 }
 
@@ -292,20 +219,13 @@ fn geometry_limits() {
     for kind in CodecKind::ALL {
         for (k, m) in [(0, 2), (4, 0), (200, 56), (255, 1), (usize::MAX, 1)] {
             let r = new_codec(kind, k, m);
-            assert_eq!(
-                r.err(),
-                Some(CodecError::InvalidGeometry { data: k, parity: m }),
-                "{kind} {k}+{m}"
-            );
+            assert_eq!(r.err(), Some(CodecError::InvalidGeometry { data: k, parity: m }), "{kind} {k}+{m}");
         }
     }
     for &kind in CodecKind::available() {
         for (k, m) in [(1, 1), (200, 55), (1, 254), (254, 1)] {
             let mut c = new_codec(kind, k, m).unwrap_or_else(|e| panic!("{kind} {k}+{m}: {e}"));
-            assert_eq!(
-                (c.data_shards(), c.parity_shards(), c.total_shards()),
-                (k, m, k + m)
-            );
+            assert_eq!((c.data_shards(), c.parity_shards(), c.total_shards()), (k, m, k + m));
             // Smoke: encode + lose m shards at the extremes of the geometry.
             let seed = seed();
             let mut rng = SmallRng::seed_from_u64(seed);
@@ -336,10 +256,7 @@ fn kinds_and_default() {
     }
     assert!("zstd".parse::<CodecKind>().is_err());
     #[cfg(not(tessera_isal))]
-    assert_eq!(
-        new_codec(CodecKind::IsaL, 4, 2).err(),
-        Some(CodecError::Unavailable(CodecKind::IsaL))
-    );
+    assert_eq!(new_codec(CodecKind::IsaL, 4, 2).err(), Some(CodecError::Unavailable(CodecKind::IsaL)));
 }
 
 #[test]
@@ -398,10 +315,7 @@ fn implementations_agree_on_data() {
             restored.push((kind, shards[..k].to_vec()));
         }
         for (kind, r) in &restored {
-            assert!(
-                *r == data,
-                "seed={seed} {kind} {k}+{m}: restored data differs"
-            );
+            assert!(*r == data, "seed={seed} {kind} {k}+{m}: restored data differs");
         }
     }
 }
@@ -460,9 +374,7 @@ mod isal_specific {
         let mut rng = SmallRng::seed_from_u64(seed);
         let (k, m) = (8, 4);
         let mut codec = IsalCodec::new(k, m).expect("codec");
-        let patterns: Vec<Vec<bool>> = erasure_patterns(k + m, m)
-            .filter(|p| p.iter().any(|&x| !x))
-            .collect();
+        let patterns: Vec<Vec<bool>> = erasure_patterns(k + m, m).filter(|p| p.iter().any(|&x| !x)).collect();
         // Cycle through more patterns than the cache holds, twice, with
         // fresh data each time so stale tables would be caught.
         for round in 0..2 {
@@ -472,10 +384,7 @@ mod isal_specific {
                 codec
                     .reconstruct(&mut as_mut_slices(&mut shards), present)
                     .unwrap_or_else(|e| panic!("seed={seed} round {round}: {e}"));
-                assert!(
-                    shards == original,
-                    "seed={seed} round {round} present={present:?}"
-                );
+                assert!(shards == original, "seed={seed} round {round} present={present:?}");
                 assert!(codec.cached_patterns() <= ISAL_DECODE_CACHE_CAPACITY);
             }
         }

@@ -101,9 +101,7 @@ impl Io for GlommioIo {
 
     async fn sync_dir(&self, path: &Path) -> IoResult<()> {
         let path = &absolute(path, IoOp::SyncDir)?;
-        let dir = glommio::io::Directory::open(path)
-            .await
-            .map_err(|e| io_err(IoOp::SyncDir, path, 0, e))?;
+        let dir = glommio::io::Directory::open(path).await.map_err(|e| io_err(IoOp::SyncDir, path, 0, e))?;
         dir.sync().await.map_err(|e| io_err(IoOp::SyncDir, path, 0, e))?;
         dir.close().await.map_err(|e| io_err(IoOp::SyncDir, path, 0, e))
     }
@@ -157,31 +155,20 @@ impl IoFile for GlommioFile {
 
     async fn write_at(&self, buf: GlommioBuf, pos: u64) -> IoResult<()> {
         let len = buf.len();
-        let written = self
-            .file
-            .write_at(buf.0, pos)
-            .await
-            .map_err(|e| io_err(IoOp::Write, &self.path, pos, e))?;
+        let written = self.file.write_at(buf.0, pos).await.map_err(|e| io_err(IoOp::Write, &self.path, pos, e))?;
         if written != len {
             return Err(IoError::new(
                 IoOp::Write,
                 &self.path,
                 pos,
-                std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    format!("short write: {written} of {len} bytes"),
-                ),
+                std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short write: {written} of {len} bytes")),
             ));
         }
         Ok(())
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> IoResult<GlommioRead> {
-        let r = self
-            .file
-            .read_at_aligned(pos, len)
-            .await
-            .map_err(|e| io_err(IoOp::Read, &self.path, pos, e))?;
+        let r = self.file.read_at_aligned(pos, len).await.map_err(|e| io_err(IoOp::Read, &self.path, pos, e))?;
         Ok(GlommioRead(r))
     }
 
@@ -190,10 +177,7 @@ impl IoFile for GlommioFile {
     }
 
     async fn preallocate(&self, len: u64) -> IoResult<()> {
-        self.file
-            .pre_allocate(len, false)
-            .await
-            .map_err(|e| io_err(IoOp::Preallocate, &self.path, 0, e))
+        self.file.pre_allocate(len, false).await.map_err(|e| io_err(IoOp::Preallocate, &self.path, 0, e))
     }
 
     async fn size(&self) -> IoResult<u64> {

@@ -165,12 +165,7 @@ impl MemIo {
             fs.crashed = true;
         }
         if fs.crashed {
-            return Err(IoError::new(
-                op,
-                path,
-                offset,
-                std::io::Error::other("simulated crash: process is dead"),
-            ));
+            return Err(IoError::new(op, path, offset, std::io::Error::other("simulated crash: process is dead")));
         }
         Ok(())
     }
@@ -187,9 +182,12 @@ impl MemIo {
     }
 
     fn file_id(&self, op: IoOp, path: &Path) -> IoResult<u64> {
-        self.fs.borrow().names.get(path).copied().ok_or_else(|| {
-            IoError::new(op, path, 0, std::io::Error::from(std::io::ErrorKind::NotFound))
-        })
+        self.fs
+            .borrow()
+            .names
+            .get(path)
+            .copied()
+            .ok_or_else(|| IoError::new(op, path, 0, std::io::Error::from(std::io::ErrorKind::NotFound)))
     }
 }
 

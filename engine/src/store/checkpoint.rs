@@ -134,7 +134,11 @@ pub(crate) fn snapshot<I: crate::io::Io>(st: &super::State<I>) -> CheckpointData
 }
 
 /// Writes the checkpoint durably: temp file, fsync, rename, fsync the directory.
-pub(crate) async fn write<I: crate::io::Io>(io: &I, dir: &std::path::Path, data: &CheckpointData) -> Result<(), super::StoreError> {
+pub(crate) async fn write<I: crate::io::Io>(
+    io: &I,
+    dir: &std::path::Path,
+    data: &CheckpointData,
+) -> Result<(), super::StoreError> {
     use crate::io::{IoFile, OpenMode};
     let bytes = encode(data);
     let tmp = dir.join(CHECKPOINT_TMP_FILE);

@@ -32,8 +32,8 @@ use std::rc::Rc;
 use futures::channel::oneshot;
 
 use crate::format::{
-    self, build_record, seal_record, FormatError, RecordKind, SegmentHeader, ShardKey,
-    BLOCK_LOG2_DEFAULT, BLOCK_LOG2_MAX, BLOCK_LOG2_MIN, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
+    self, build_record, seal_record, FormatError, RecordKind, SegmentHeader, ShardKey, BLOCK_LOG2_DEFAULT,
+    BLOCK_LOG2_MAX, BLOCK_LOG2_MIN, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
 use crate::io::{align_down, align_up, Io, IoError, IoFile, OpenMode, ReadBuf};
 
@@ -87,13 +87,17 @@ impl StoreConfig {
         if !self.segment_bytes.is_multiple_of(crate::io::IO_ALIGN_BYTES as u64) {
             return bad("segment_bytes must be a multiple of 4096");
         }
-        if self.segment_bytes < SEGMENT_HEADER_BYTES as u64 + format::record_len(RECORD_PAYLOAD_BYTES_MAX.min(1 << 20), self.block_log2) {
+        if self.segment_bytes
+            < SEGMENT_HEADER_BYTES as u64 + format::record_len(RECORD_PAYLOAD_BYTES_MAX.min(1 << 20), self.block_log2)
+        {
             return bad("segment_bytes too small to hold a 1 MiB record");
         }
         if !(BLOCK_LOG2_MIN..=BLOCK_LOG2_MAX).contains(&self.block_log2) {
             return bad("block_log2 out of range");
         }
-        if self.preallocate_step_bytes == 0 || !self.preallocate_step_bytes.is_multiple_of(crate::io::IO_ALIGN_BYTES as u64) {
+        if self.preallocate_step_bytes == 0
+            || !self.preallocate_step_bytes.is_multiple_of(crate::io::IO_ALIGN_BYTES as u64)
+        {
             return bad("preallocate_step_bytes must be a positive multiple of 4096");
         }
         if self.submit_queue_max == 0 || self.batch_records_max == 0 || self.batch_bytes_max == 0 {
@@ -191,7 +195,9 @@ enum OpKind {
     Put,
     Delete,
     /// Copy of a live record; applies only if the index still holds `seq` for the key.
-    Relocate { seq: u64 },
+    Relocate {
+        seq: u64,
+    },
     /// Copy of a tombstone; applies only if the key is still absent.
     RelocateTombstone,
 }
@@ -342,7 +348,8 @@ impl<I: Io> ShardStore<I> {
         let mut record = self.shared.io.alloc(len);
         build_record(&mut record, rkind, key, payload, block_log2);
         let (reply, rx) = oneshot::channel();
-        let op = Op { kind, key, payload_len: payload.len() as u64, record_len: len as u64, record: Some(record), reply };
+        let op =
+            Op { kind, key, payload_len: payload.len() as u64, record_len: len as u64, record: Some(record), reply };
         (op, rx)
     }
 
@@ -379,11 +386,8 @@ impl<I: Io> ShardStore<I> {
         }
         let block = 1u64 << loc.block_log2;
         let poff = format::payload_offset(size, loc.block_log2);
-        let (first_block, end_block) = if len == 0 {
-            (offset / block, offset / block)
-        } else {
-            (offset / block, (offset + len).div_ceil(block))
-        };
+        let (first_block, end_block) =
+            if len == 0 { (offset / block, offset / block) } else { (offset / block, (offset + len).div_ceil(block)) };
         let data_start = first_block * block;
         let data_end = (end_block * block).min(size);
         // Header + crc table of the record, and the covering blocks. One read when the
@@ -661,7 +665,8 @@ impl<I: Io> Shared<I> {
                 st.stats.batches += 1;
                 st.stats.records_written += writes.len() as u64;
                 for ((op, seq), (segment, offset)) in writes.into_iter().zip(placed) {
-                    let loc = Loc { segment, offset, payload_len: op.payload_len, seq, block_log2: self.cfg.block_log2 };
+                    let loc =
+                        Loc { segment, offset, payload_len: op.payload_len, seq, block_log2: self.cfg.block_log2 };
                     st.apply(op.key, op.kind, loc);
                     let _ = op.reply.send(Ok(Applied::Written { seq }));
                 }
@@ -710,7 +715,8 @@ impl<I: Io> Shared<I> {
             placed.push((seg_id, offset));
             ios.push(async move { file.write_at(buf, offset).await });
         }
-        let (results, reserved) = futures::join!(futures::future::join_all(ios), self.reserve_head(0, self.cfg.preallocate_step_bytes / 2));
+        let (results, reserved) =
+            futures::join!(futures::future::join_all(ios), self.reserve_head(0, self.cfg.preallocate_step_bytes / 2));
         for r in results {
             r?;
         }

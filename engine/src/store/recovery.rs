@@ -9,10 +9,12 @@ use std::rc::Rc;
 
 use super::checkpoint::{self, CheckpointData, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
 use super::{
-    corrupt, create_segment, parse_segment_file_name, Index, Loc, RecoveryReport, Segment, State, StoreConfig, StoreError,
-    StoreStats,
+    corrupt, create_segment, parse_segment_file_name, Index, Loc, RecoveryReport, Segment, State, StoreConfig,
+    StoreError, StoreStats,
 };
-use crate::format::{self, FormatError, RecordHeader, RecordKind, SegmentHeader, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::format::{
+    self, FormatError, RecordHeader, RecordKind, SegmentHeader, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
 use crate::io::{align_down, align_up, Io, IoFile, OpenMode, ReadBuf, IO_ALIGN_BYTES};
 
 /// Bytes a scan reads at once (more when one record is larger).
@@ -202,7 +204,9 @@ pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Res
                 if first.iter().any(|&b| b != 0) {
                     return Err(StoreError::Layout {
                         path: path.display().to_string(),
-                        reason: format!("segment header is damaged ({e}) but records follow it; check with tessera-fsck"),
+                        reason: format!(
+                            "segment header is damaged ({e}) but records follow it; check with tessera-fsck"
+                        ),
                     });
                 }
                 file.close().await?;
@@ -240,7 +244,10 @@ pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Res
     let mut segments: BTreeMap<u64, Segment<I::File>> = BTreeMap::new();
     for (id, f) in found {
         let end = ends.get(&id).copied().unwrap_or(SEGMENT_HEADER_BYTES as u64);
-        segments.insert(id, Segment { id, file: f.file, capacity: f.header.capacity, allocated: f.size, end, live_bytes: 0 });
+        segments.insert(
+            id,
+            Segment { id, file: f.file, capacity: f.header.capacity, allocated: f.size, end, live_bytes: 0 },
+        );
     }
     for (_, loc) in index.iter() {
         segments.get_mut(&loc.segment).expect("replay checked every location").live_bytes += loc.record_len();
@@ -295,7 +302,9 @@ async fn first_batch_seq_after<F: IoFile>(
     session: u64,
     last_seq: u64,
 ) -> Result<Option<u64>, StoreError> {
-    let Some((_, f)) = found.range(id + 1..).next().filter(|(_, f)| f.header.session == session) else { return Ok(None) };
+    let Some((_, f)) = found.range(id + 1..).next().filter(|(_, f)| f.header.session == session) else {
+        return Ok(None);
+    };
     let mut s = Scanner::new(&*f.file, SEGMENT_HEADER_BYTES as u64, f.size, last_seq);
     Ok(s.next().await?.map(|r| r.header.batch_seq))
 }
@@ -314,7 +323,13 @@ async fn replay<F: IoFile>(
         Some(cp) => {
             for e in &cp.entries {
                 let key = format::ShardKey { partition: e.partition, object: e.object, piece: e.piece };
-                let loc = Loc { segment: e.segment, offset: e.offset, payload_len: e.payload_len, seq: e.seq, block_log2: e.block_log2 };
+                let loc = Loc {
+                    segment: e.segment,
+                    offset: e.offset,
+                    payload_len: e.payload_len,
+                    seq: e.seq,
+                    block_log2: e.block_log2,
+                };
                 index.insert(key, loc);
             }
             let cp_ends: BTreeMap<u64, u64> = cp.segment_ends.iter().copied().collect();
@@ -341,7 +356,16 @@ async fn replay<F: IoFile>(
                 let h = rec.header;
                 match h.kind {
                     RecordKind::Put => {
-                        index.insert(h.key, Loc { segment: *id, offset: rec.offset, payload_len: h.payload_len, seq: h.seq, block_log2: h.block_log2 });
+                        index.insert(
+                            h.key,
+                            Loc {
+                                segment: *id,
+                                offset: rec.offset,
+                                payload_len: h.payload_len,
+                                seq: h.seq,
+                                block_log2: h.block_log2,
+                            },
+                        );
                     }
                     RecordKind::Tombstone => {
                         index.remove(&h.key);
@@ -364,7 +388,9 @@ async fn replay<F: IoFile>(
             let next = scanner.find_valid_after_stop().await?;
             let later_batch = match &next {
                 Some((_, h)) => h.batch_seq > failed_seq,
-                None => first_batch_seq_after(found, *id, f.header.session, last).await?.is_some_and(|b| b > failed_seq),
+                None => {
+                    first_batch_seq_after(found, *id, f.header.session, last).await?.is_some_and(|b| b > failed_seq)
+                }
             };
             if !later_batch {
                 report.torn_tails += 1;
@@ -378,7 +404,16 @@ async fn replay<F: IoFile>(
                 // (and a layer above can repair) instead of serving an older version.
                 match h.kind {
                     RecordKind::Put => {
-                        index.insert(h.key, Loc { segment: *id, offset: at, payload_len: h.payload_len, seq: h.seq, block_log2: h.block_log2 });
+                        index.insert(
+                            h.key,
+                            Loc {
+                                segment: *id,
+                                offset: at,
+                                payload_len: h.payload_len,
+                                seq: h.seq,
+                                block_log2: h.block_log2,
+                            },
+                        );
                     }
                     RecordKind::Tombstone => {
                         index.remove(&h.key);
@@ -397,7 +432,10 @@ async fn replay<F: IoFile>(
         ends.insert(*id, end);
         last_seq = last_seq.max(scanner.last_seq());
     }
-    if index.iter().any(|(_, l)| !found.contains_key(&l.segment) || ends.get(&l.segment).is_none_or(|end| l.offset >= *end)) {
+    if index
+        .iter()
+        .any(|(_, l)| !found.contains_key(&l.segment) || ends.get(&l.segment).is_none_or(|end| l.offset >= *end))
+    {
         return Ok(None);
     }
     Ok(Some((index, ends, last_seq)))
@@ -485,7 +523,9 @@ pub async fn verify_store<I: Io>(io: &I, dir: &Path) -> Result<VerifyReport, Sto
         Some(r) => r.0,
         None => {
             if cp.is_some() {
-                report.problems.push("checkpoint does not fit the segments; a restart rebuilds from all records".into());
+                report
+                    .problems
+                    .push("checkpoint does not fit the segments; a restart rebuilds from all records".into());
             }
             replay(&found, None, &mut scratch).await?.expect("a full scan needs no checkpoint").0
         }
