@@ -294,6 +294,20 @@ async fn load_checkpoint<I: Io>(io: &I, dir: &Path) -> Option<CheckpointData> {
 
 type Rebuilt = (Index, BTreeMap<u64, u64>, u64);
 
+/// Replays one record into the index: a put points its key at it, a tombstone
+/// removes the key.
+fn apply_record(index: &mut Index, segment: u64, offset: u64, h: &RecordHeader) {
+    match h.kind {
+        RecordKind::Put => {
+            let loc = Loc { segment, offset, payload_len: h.payload_len, seq: h.seq, block_log2: h.block_log2 };
+            index.insert(h.key, loc);
+        }
+        RecordKind::Tombstone => {
+            index.remove(&h.key);
+        }
+    }
+}
+
 /// The `batch_seq` of the first valid record in the segment after `id`, if that
 /// segment continues the same session (a roll-over, not a restart), else None.
 async fn first_batch_seq_after<F: IoFile>(
@@ -353,24 +367,7 @@ async fn replay<F: IoFile>(
         loop {
             while let Some(rec) = scanner.next().await? {
                 report.records_replayed += 1;
-                let h = rec.header;
-                match h.kind {
-                    RecordKind::Put => {
-                        index.insert(
-                            h.key,
-                            Loc {
-                                segment: *id,
-                                offset: rec.offset,
-                                payload_len: h.payload_len,
-                                seq: h.seq,
-                                block_log2: h.block_log2,
-                            },
-                        );
-                    }
-                    RecordKind::Tombstone => {
-                        index.remove(&h.key);
-                    }
-                }
+                apply_record(&mut index, *id, rec.offset, &rec.header);
             }
             end = end.max(scanner.pos());
             let Some(err) = scanner.stopped_on() else { break };
@@ -402,23 +399,7 @@ async fn replay<F: IoFile>(
             if let Some(h) = damaged {
                 // Header intact, payload not: keep it findable so reads fail loudly
                 // (and a layer above can repair) instead of serving an older version.
-                match h.kind {
-                    RecordKind::Put => {
-                        index.insert(
-                            h.key,
-                            Loc {
-                                segment: *id,
-                                offset: at,
-                                payload_len: h.payload_len,
-                                seq: h.seq,
-                                block_log2: h.block_log2,
-                            },
-                        );
-                    }
-                    RecordKind::Tombstone => {
-                        index.remove(&h.key);
-                    }
-                }
+                apply_record(&mut index, *id, at, &h);
                 end = end.max(at + h.record_len());
             }
             match next {
