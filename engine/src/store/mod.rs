@@ -258,6 +258,9 @@ pub struct ShardStore<I: Io> {
     committer_done: RefCell<Option<oneshot::Receiver<()>>>,
 }
 
+/// Disk reserved when a segment is created; the rest follows the writes.
+const SEGMENT_INITIAL_RESERVE_BYTES: u64 = 4 << 20;
+
 /// Relocations one compaction keeps queued at once.
 const COMPACTION_IN_FLIGHT_MAX: usize = 32;
 
@@ -795,7 +798,9 @@ pub(crate) async fn create_segment<I: Io>(
     session: u64,
 ) -> Result<Segment<I::File>, StoreError> {
     let capacity = cfg.segment_bytes;
-    let allocated = cfg.preallocate_step_bytes.min(capacity);
+    // A new segment reserves little: an idle store (12 of them on a default
+    // embedded server) should not hold a full step each. Writes reserve ahead.
+    let allocated = SEGMENT_INITIAL_RESERVE_BYTES.min(cfg.preallocate_step_bytes).min(capacity);
     let path = dir.join(segment_file_name(id));
     let file = io.open(&path, OpenMode::CreateNew).await?;
     file.preallocate(allocated).await?;
