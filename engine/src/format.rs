@@ -26,6 +26,7 @@ pub const SEG_OFF_SEGMENT_ID: usize = 16; // u64
 pub const SEG_OFF_CAPACITY: usize = 24; // u64, bytes reserved for the file
 pub const SEG_OFF_FIRST_SEQ: usize = 32; // u64, seq of the first record written into it
 pub const SEG_OFF_SESSION: usize = 40; // u64, which open of the store created it (rolls keep it)
+pub const SEG_OFF_SALT: usize = 48; // u64, random; seeds the header crc of every record in it
 pub const SEG_OFF_CRC: usize = 60; // u32, crc32c of bytes 0..60
 pub const SEG_HEADER_USED_BYTES: usize = 64;
 
@@ -46,7 +47,7 @@ pub const REC_OFF_RESERVED: usize = 56; // 4 bytes, zero
 pub const REC_OFF_HEADER_CRC: usize = 60; // u32: crc32c(header[0..60] ++ crc table)
 
 const _: () = assert!(SEG_OFF_CRC + 4 == SEG_HEADER_USED_BYTES);
-const _: () = assert!(SEG_OFF_SESSION + 8 <= SEG_OFF_CRC);
+const _: () = assert!(SEG_OFF_SESSION + 8 <= SEG_OFF_SALT && SEG_OFF_SALT + 8 <= SEG_OFF_CRC);
 const _: () = assert!(SEG_HEADER_USED_BYTES <= SEGMENT_HEADER_BYTES);
 const _: () = assert!(REC_OFF_OBJECT + 16 == REC_OFF_PAYLOAD_LEN);
 const _: () = assert!(REC_OFF_HEADER_CRC + 4 == RECORD_HEADER_BYTES);
@@ -177,6 +178,10 @@ pub struct SegmentHeader {
     /// keeps its predecessor's. Records of one session follow each other without
     /// a restart in between.
     pub session: u64,
+    /// Seeds the header crc of the segment's records, so bytes that merely look
+    /// like a record (a stored image of a segment, a crafted object) never pass as
+    /// one of this segment's records.
+    pub salt: u64,
 }
 
 impl SegmentHeader {
@@ -189,6 +194,7 @@ impl SegmentHeader {
         put_u64(out, SEG_OFF_CAPACITY, self.capacity);
         put_u64(out, SEG_OFF_FIRST_SEQ, self.first_seq);
         put_u64(out, SEG_OFF_SESSION, self.session);
+        put_u64(out, SEG_OFF_SALT, self.salt);
         let crc = crc32c::crc32c(&out[..SEG_OFF_CRC]);
         put_u32(out, SEG_OFF_CRC, crc);
     }
@@ -212,6 +218,7 @@ impl SegmentHeader {
             capacity: get_u64(b, SEG_OFF_CAPACITY),
             first_seq: get_u64(b, SEG_OFF_FIRST_SEQ),
             session: get_u64(b, SEG_OFF_SESSION),
+            salt: get_u64(b, SEG_OFF_SALT),
         })
     }
 }
@@ -244,19 +251,19 @@ pub fn build_record(out: &mut [u8], kind: RecordKind, key: ShardKey, payload: &[
 
 /// Stamps `seq` and `batch_seq` into a record laid out by [`build_record`] and
 /// computes the header crc. Returns the header crc.
-pub fn seal_record(out: &mut [u8], seq: u64, batch_seq: u64) -> u32 {
+pub fn seal_record(out: &mut [u8], seq: u64, batch_seq: u64, salt: u64) -> u32 {
     assert!(batch_seq <= seq);
     put_u64(out, REC_OFF_SEQ, seq);
     put_u64(out, REC_OFF_BATCH_SEQ, batch_seq);
     let plen = get_u64(out, REC_OFF_PAYLOAD_LEN);
     let poff = payload_offset(plen, out[REC_OFF_BLOCK_LOG2]) as usize;
-    let crc = header_crc(&out[..poff]);
+    let crc = header_crc(&out[..poff], salt);
     put_u32(out, REC_OFF_HEADER_CRC, crc);
     crc
 }
 
-fn header_crc(header_and_table: &[u8]) -> u32 {
-    let c = crc32c::crc32c(&header_and_table[..REC_OFF_HEADER_CRC]);
+fn header_crc(header_and_table: &[u8], salt: u64) -> u32 {
+    let c = crc32c::crc32c_append(crc32c::crc32c(&salt.to_le_bytes()), &header_and_table[..REC_OFF_HEADER_CRC]);
     crc32c::crc32c_append(c, &header_and_table[RECORD_HEADER_BYTES..])
 }
 
@@ -298,14 +305,14 @@ pub fn decode_header(b: &[u8]) -> Result<RecordHeader, FormatError> {
     })
 }
 
-/// Checks the header crc over header + crc table (`b` starts at the record and holds
+/// Checks the header crc over salt + header + crc table (`b` starts at the record and holds
 /// at least `payload_offset` bytes).
-pub fn check_header_crc(h: &RecordHeader, b: &[u8]) -> Result<(), FormatError> {
+pub fn check_header_crc(h: &RecordHeader, b: &[u8], salt: u64) -> Result<(), FormatError> {
     let poff = h.payload_offset() as usize;
     if b.len() < poff {
         return Err(FormatError::Truncated { need: poff, have: b.len() });
     }
-    if header_crc(&b[..poff]) != h.header_crc {
+    if header_crc(&b[..poff], salt) != h.header_crc {
         return Err(FormatError::HeaderChecksum);
     }
     Ok(())
@@ -343,14 +350,15 @@ mod tests {
         let len = record_len(payload.len() as u64, 16) as usize;
         let mut buf = vec![0xAA; len];
         build_record(&mut buf, RecordKind::Put, key(), &payload, 16);
-        seal_record(&mut buf, 42, 40);
+        seal_record(&mut buf, 42, 40, 77);
         assert_eq!(decode_header(&buf).unwrap().batch_seq, 40);
         let h = decode_header(&buf).unwrap();
         assert_eq!(h.seq, 42);
         assert_eq!(h.key, key());
         assert_eq!(h.payload_len, payload.len() as u64);
         assert_eq!(h.n_blocks(), 4);
-        check_header_crc(&h, &buf).unwrap();
+        check_header_crc(&h, &buf, 77).unwrap();
+        assert_eq!(check_header_crc(&h, &buf, 78), Err(FormatError::HeaderChecksum), "another segment's salt");
         let poff = h.payload_offset() as usize;
         verify_blocks(&h, &buf, 0, &buf[poff..poff + payload.len()]).unwrap();
         assert_eq!(&buf[poff..poff + payload.len()], &payload[..]);
@@ -359,7 +367,7 @@ mod tests {
         for off in [0usize, 6, 8, 16, 24, 40, 48, 64] {
             let mut bad = buf.clone();
             bad[off] ^= 0x40;
-            let r = decode_header(&bad).and_then(|h| check_header_crc(&h, &bad));
+            let r = decode_header(&bad).and_then(|h| check_header_crc(&h, &bad, 77));
             assert!(r.is_err(), "flip at {off} not detected");
         }
         // A flipped payload byte is caught in its block only.
@@ -378,7 +386,7 @@ mod tests {
         assert_eq!(decode_header(&[0u8; 64]), Err(FormatError::BadMagic));
         let mut b = vec![0u8; 4096];
         build_record(&mut b, RecordKind::Tombstone, key(), &[], 16);
-        seal_record(&mut b, 1, 1);
+        seal_record(&mut b, 1, 1, 0);
         b[REC_OFF_BLOCK_LOG2] = 40;
         assert!(matches!(decode_header(&b), Err(FormatError::InvalidField { field: "block_log2", .. })));
     }
@@ -386,7 +394,7 @@ mod tests {
     #[test]
     fn segment_header_roundtrip() {
         let mut b = vec![0u8; SEGMENT_HEADER_BYTES];
-        let h = SegmentHeader { segment_id: 9, capacity: 1 << 30, first_seq: 77, session: 3 };
+        let h = SegmentHeader { segment_id: 9, capacity: 1 << 30, first_seq: 77, session: 3, salt: 0xfeed };
         h.encode(&mut b);
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         b[20] ^= 1;

@@ -74,6 +74,16 @@ impl Io for GlommioIo {
         GlommioBuf(glommio::allocate_dma_buffer(len))
     }
 
+    fn random_u64(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the OS's randomness; enough for a salt.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+        );
+        h.finish()
+    }
+
     async fn open(&self, path: &Path, mode: OpenMode) -> IoResult<GlommioFile> {
         let path = &absolute(path, IoOp::Open)?;
         if mode == OpenMode::CreateNew {

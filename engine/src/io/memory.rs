@@ -273,6 +273,10 @@ impl Io for MemIo {
         MemBuf(vec![0xA5; len])
     }
 
+    fn random_u64(&self) -> u64 {
+        self.fs.borrow_mut().rng.next_u64()
+    }
+
     async fn open(&self, path: &Path, mode: OpenMode) -> IoResult<MemFile> {
         self.maybe_yield().await;
         let op = if mode == OpenMode::CreateNew { IoOp::Create } else { IoOp::Open };

@@ -99,6 +99,9 @@ pub trait Io: Clone + 'static {
     /// write every byte before handing it to a write, so nothing stale reaches disk.
     fn alloc(&self, len: usize) -> Self::Buf;
 
+    /// A random number (salts). The simulator draws it from its seed.
+    fn random_u64(&self) -> u64;
+
     async fn open(&self, path: &Path, mode: OpenMode) -> IoResult<Self::File>;
     async fn create_dir_all(&self, path: &Path) -> IoResult<()>;
     /// Makes the directory's entries (creations, removals, renames) durable.

@@ -218,6 +218,7 @@ pub(crate) struct Segment<F> {
     pub(crate) id: u64,
     pub(crate) file: Rc<F>,
     pub(crate) capacity: u64,
+    pub(crate) salt: u64,
     /// Bytes reserved on disk so far (<= capacity).
     pub(crate) allocated: u64,
     /// Next free offset (end of the last valid record).
@@ -377,15 +378,20 @@ impl<I: Io> ShardStore<I> {
     /// the range touches and that the record on disk is the one the index names.
     /// Only the blocks the range overlaps are read.
     pub async fn get_range(&self, key: ShardKey, offset: u64, len: u64) -> Result<I::ReadBuf, StoreError> {
-        let (loc, file) = {
+        let (loc, file, salt) = {
             let st = self.shared.state.borrow();
             let loc = *st.index.get(&key).ok_or(StoreError::NotFound(key))?;
-            let file = st.segments.get(&loc.segment).expect("index points at a live segment").file.clone();
-            (loc, file)
+            let seg = st.segments.get(&loc.segment).expect("index points at a live segment");
+            (loc, seg.file.clone(), seg.salt)
         };
         let size = loc.payload_len;
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(StoreError::RangeOutOfBounds { key, offset, len, size });
+        }
+        if len == 0 {
+            // Nothing to read or verify; an empty view of a header page.
+            let page = file.read_at(loc.offset, crate::io::IO_ALIGN_BYTES).await?;
+            return Ok(page.slice(0, 0));
         }
         let block = 1u64 << loc.block_log2;
         let poff = format::payload_offset(size, loc.block_log2);
@@ -410,7 +416,7 @@ impl<I: Io> ShardStore<I> {
             (t?, d?, span_start)
         };
         let h = format::decode_header(&table).map_err(|e| corrupt(&path, loc.offset, e))?;
-        format::check_header_crc(&h, &table).map_err(|e| corrupt(&path, loc.offset, e))?;
+        format::check_header_crc(&h, &table, salt).map_err(|e| corrupt(&path, loc.offset, e))?;
         if h.key != key || h.seq != loc.seq || h.payload_len != size || h.kind != RecordKind::Put {
             return Err(corrupt(&path, loc.offset, FormatError::InvalidField { field: "identity", value: h.seq }));
         }
@@ -470,9 +476,15 @@ impl<I: Io> ShardStore<I> {
         if self.shared.compacting.replace(true) {
             return Ok(CompactionStats::default());
         }
-        let r = self.compact_inner().await;
-        self.shared.compacting.set(false);
-        r
+        // Cleared even if this future is dropped mid-way.
+        struct Done<'a>(&'a Cell<bool>);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _done = Done(&self.shared.compacting);
+        self.compact_inner().await
     }
 
     async fn compact_inner(&self) -> Result<CompactionStats, StoreError> {
@@ -482,7 +494,9 @@ impl<I: Io> ShardStore<I> {
             let mut cands: Vec<(u64, u64, u64)> = st
                 .segments
                 .values()
-                .filter(|s| s.id != st.head)
+                // Only segments below the last applied record's: a batch in flight may
+                // still be placing records into any segment from there to the head.
+                .filter(|s| s.id < st.applied_segment && s.id != st.head)
                 .map(|s| (s.live_bytes, s.end - SEGMENT_HEADER_BYTES as u64, s.id))
                 .filter(|&(live, used, _)| live * 100 < used * cfg.compaction_live_percent_max as u64 || used == 0)
                 .collect();
@@ -518,13 +532,13 @@ impl<I: Io> ShardStore<I> {
     }
 
     async fn compact_segment(&self, id: u64, stats: &mut CompactionStats) -> Result<(), StoreError> {
-        let (file, end, oldest) = {
+        let (file, end, oldest, salt) = {
             let st = self.shared.state.borrow();
             let Some(seg) = st.segments.get(&id) else { return Ok(()) };
             let oldest = st.segments.keys().next() == Some(&id);
-            (seg.file.clone(), seg.end, oldest)
+            (seg.file.clone(), seg.end, oldest, seg.salt)
         };
-        let mut scanner = recovery::Scanner::new(&*file, SEGMENT_HEADER_BYTES as u64, end, 0);
+        let mut scanner = recovery::Scanner::new(&*file, SEGMENT_HEADER_BYTES as u64, end, 0, salt);
         // Relocations in flight at once: enough to fill a group commit, bounded.
         let in_flight_max = self.shared.cfg.batch_records_max.min(COMPACTION_IN_FLIGHT_MAX);
         let mut in_flight = Vec::with_capacity(in_flight_max);
@@ -572,20 +586,16 @@ impl<I: Io> ShardStore<I> {
             // is what was valid at open or written since). Never drop it silently.
             return Err(e);
         }
-        let seg = {
-            let mut st = self.shared.state.borrow_mut();
-            let still_live = st.index.iter().any(|(_, l)| l.segment == id);
-            if still_live {
-                return Ok(());
-            }
-            st.segments.remove(&id)
-        };
-        if seg.is_some() {
-            let path = self.shared.dir.join(segment_file_name(id));
-            self.shared.io.remove(&path).await?;
-            self.shared.io.sync_dir(&self.shared.dir).await?;
-            stats.segments_removed += 1;
+        if self.shared.state.borrow().index.iter().any(|(_, l)| l.segment == id) {
+            return Ok(());
         }
+        // The file goes first: if that fails the segment stays known (and in the
+        // next checkpoint), never an orphan a checkpoint forgot.
+        let path = self.shared.dir.join(segment_file_name(id));
+        self.shared.io.remove(&path).await?;
+        self.shared.io.sync_dir(&self.shared.dir).await?;
+        self.shared.state.borrow_mut().segments.remove(&id);
+        stats.segments_removed += 1;
         Ok(())
     }
 
@@ -631,6 +641,9 @@ impl<I: Io> Shared<I> {
         //    previous batch plus the effects of earlier ops in this batch.
         let mut touched: HashMap<ShardKey, bool> = HashMap::new(); // key -> present after op
         let mut writes: Vec<(Op<I>, u64)> = Vec::with_capacity(batch.len());
+        // A skip may rest on an earlier op of this batch (a second delete of a key):
+        // it is answered with the batch's outcome, never before the batch is durable.
+        let mut skipped: Vec<oneshot::Sender<Result<Applied, StoreError>>> = Vec::new();
         for op in batch {
             let present_before = {
                 let st = self.state.borrow();
@@ -646,7 +659,7 @@ impl<I: Io> Shared<I> {
                 OpKind::RelocateTombstone => !touched.contains_key(&op.key) && !present_before,
             };
             if !applies {
-                let _ = op.reply.send(Ok(Applied::Skipped));
+                skipped.push(op.reply);
                 continue;
             }
             let present_after = matches!(op.kind, OpKind::Put | OpKind::Relocate { .. });
@@ -660,6 +673,9 @@ impl<I: Io> Shared<I> {
             writes.push((op, seq));
         }
         if writes.is_empty() {
+            for reply in skipped {
+                let _ = reply.send(Ok(Applied::Skipped));
+            }
             return;
         }
         match self.write_batch(&mut writes).await {
@@ -673,13 +689,16 @@ impl<I: Io> Shared<I> {
                     st.apply(op.key, op.kind, loc);
                     let _ = op.reply.send(Ok(Applied::Written { seq }));
                 }
+                for reply in skipped {
+                    let _ = reply.send(Ok(Applied::Skipped));
+                }
             }
             Err(e) => {
                 let why = e.to_string();
                 tracing::error!(dir = %self.dir.display(), error = %why, "write failed; store is now read-only");
                 self.state.borrow_mut().failed = Some(why.clone());
-                for (op, _) in writes {
-                    let _ = op.reply.send(Err(StoreError::Failed(why.clone())));
+                for reply in writes.into_iter().map(|(op, _)| op.reply).chain(skipped) {
+                    let _ = reply.send(Err(StoreError::Failed(why.clone())));
                 }
             }
         }
@@ -704,16 +723,16 @@ impl<I: Io> Shared<I> {
             // Only when the record does not fit the reserved space does the batch wait
             // for fallocate; reserving ahead happens alongside the writes below.
             self.reserve_head(len, 0).await?;
-            let (seg_id, offset, file) = {
+            let (seg_id, offset, file, salt) = {
                 let mut st = self.state.borrow_mut();
                 let head_id = st.head;
                 let head = st.segments.get_mut(&head_id).expect("head segment exists");
                 let offset = head.end;
                 head.end += len;
-                (head_id, offset, head.file.clone())
+                (head_id, offset, head.file.clone(), head.salt)
             };
             let mut buf = op.record.take().expect("each op is written once");
-            seal_record(&mut buf, *seq, batch_seq);
+            seal_record(&mut buf, *seq, batch_seq, salt);
             touched_segments.insert(seg_id);
             placed.push((seg_id, offset));
             ios.push(async move { file.write_at(buf, offset).await });
@@ -723,7 +742,11 @@ impl<I: Io> Shared<I> {
         for r in results {
             r?;
         }
-        reserved?;
+        if let Err(e) = reserved {
+            // Reserving ahead is an optimisation; a record that needs the space
+            // reserves it (and fails) itself.
+            tracing::warn!(dir = %self.dir.display(), error = %e, "reserving disk ahead failed");
+        }
         let files: Vec<_> = {
             let st = self.state.borrow();
             touched_segments.iter().map(|id| st.segments[id].file.clone()).collect()
@@ -802,12 +825,13 @@ pub(crate) async fn create_segment<I: Io>(
     // embedded server) should not hold a full step each. Writes reserve ahead.
     let allocated = SEGMENT_INITIAL_RESERVE_BYTES.min(cfg.preallocate_step_bytes).min(capacity);
     let path = dir.join(segment_file_name(id));
+    let salt = io.random_u64();
     let file = io.open(&path, OpenMode::CreateNew).await?;
     file.preallocate(allocated).await?;
     let mut buf = io.alloc(SEGMENT_HEADER_BYTES);
-    SegmentHeader { segment_id: id, capacity, first_seq, session }.encode(&mut buf);
+    SegmentHeader { segment_id: id, capacity, first_seq, session, salt }.encode(&mut buf);
     file.write_at(buf, 0).await?;
     file.sync().await?;
     io.sync_dir(dir).await?;
-    Ok(Segment { id, file: Rc::new(file), capacity, allocated, end: SEGMENT_HEADER_BYTES as u64, live_bytes: 0 })
+    Ok(Segment { id, file: Rc::new(file), capacity, salt, allocated, end: SEGMENT_HEADER_BYTES as u64, live_bytes: 0 })
 }

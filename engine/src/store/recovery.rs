@@ -40,6 +40,8 @@ pub(crate) struct Scanner<'a, F: IoFile> {
     pos: u64,
     end: u64,
     last_seq: u64,
+    /// The segment's salt, seeding its records' header crcs.
+    salt: u64,
     window: Option<(u64, F::ReadBuf)>,
     stopped: Option<StoreError>,
     /// Where the scan stopped, and the record's header when the header itself was
@@ -49,8 +51,8 @@ pub(crate) struct Scanner<'a, F: IoFile> {
 }
 
 impl<'a, F: IoFile> Scanner<'a, F> {
-    pub fn new(file: &'a F, pos: u64, end: u64, last_seq: u64) -> Self {
-        Scanner { file, pos, end, last_seq, window: None, stopped: None, stopped_at: pos, stopped_header: None }
+    pub fn new(file: &'a F, pos: u64, end: u64, last_seq: u64, salt: u64) -> Self {
+        Scanner { file, pos, end, last_seq, salt, window: None, stopped: None, stopped_at: pos, stopped_header: None }
     }
 
     /// Offset after the last valid record returned.
@@ -70,8 +72,11 @@ impl<'a, F: IoFile> Scanner<'a, F> {
     /// After a stop: the first valid record further on in this segment (seq above
     /// the last valid one), found by probing each 4 KiB page. Failure path only.
     pub async fn find_valid_after_stop(&mut self) -> Result<Option<(u64, RecordHeader)>, StoreError> {
-        let from = self.stopped_at + IO_ALIGN_BYTES as u64;
-        let mut probe = Scanner::new(self.file, from, self.end, self.last_seq);
+        // Never look inside a failed record whose header is intact: its payload is
+        // client data and is not searched for records.
+        let skip = self.stopped_header.map_or(IO_ALIGN_BYTES as u64, |h| h.record_len());
+        let from = self.stopped_at + skip;
+        let mut probe = Scanner::new(self.file, from, self.end, self.last_seq, self.salt);
         let mut at = from;
         while at + IO_ALIGN_BYTES as u64 <= self.end {
             probe.pos = at;
@@ -140,7 +145,7 @@ impl<'a, F: IoFile> Scanner<'a, F> {
             return self.stop(at, FormatError::Truncated { need: len as usize, have: (self.end - at) as usize });
         }
         let bytes = self.bytes(at, len).await?;
-        if let Err(e) = format::check_header_crc(&header, &bytes) {
+        if let Err(e) = format::check_header_crc(&header, &bytes, self.salt) {
             return self.stop(at, e);
         }
         if header.seq <= self.last_seq {
@@ -246,7 +251,15 @@ pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Res
         let end = ends.get(&id).copied().unwrap_or(SEGMENT_HEADER_BYTES as u64);
         segments.insert(
             id,
-            Segment { id, file: f.file, capacity: f.header.capacity, allocated: f.size, end, live_bytes: 0 },
+            Segment {
+                id,
+                file: f.file,
+                capacity: f.header.capacity,
+                salt: f.header.salt,
+                allocated: f.size,
+                end,
+                live_bytes: 0,
+            },
         );
     }
     for (_, loc) in index.iter() {
@@ -308,19 +321,37 @@ fn apply_record(index: &mut Index, segment: u64, offset: u64, h: &RecordHeader) 
     }
 }
 
-/// The `batch_seq` of the first valid record in the segment after `id`, if that
-/// segment continues the same session (a roll-over, not a restart), else None.
-async fn first_batch_seq_after<F: IoFile>(
+/// Whether a record of a batch that began after `failed_seq` lies further on: in
+/// segment `id` from `from`, or in the following segments of the same session.
+/// Such a record proves the failed record's batch was durable (batches are written
+/// one after another), so the failure is damage, not a torn tail.
+async fn later_batch_follows<F: IoFile>(
     found: &BTreeMap<u64, Found<F>>,
     id: u64,
-    session: u64,
-    last_seq: u64,
-) -> Result<Option<u64>, StoreError> {
-    let Some((_, f)) = found.range(id + 1..).next().filter(|(_, f)| f.header.session == session) else {
-        return Ok(None);
-    };
-    let mut s = Scanner::new(&*f.file, SEGMENT_HEADER_BYTES as u64, f.size, last_seq);
-    Ok(s.next().await?.map(|r| r.header.batch_seq))
+    from: Option<u64>,
+    failed_seq: u64,
+) -> Result<bool, StoreError> {
+    let session = found[&id].header.session;
+    for (sid, f) in found.range(id..) {
+        if f.header.session != session {
+            break;
+        }
+        let start = match (sid == &id, from) {
+            (true, Some(at)) => at,
+            (true, None) => continue,
+            (false, _) => SEGMENT_HEADER_BYTES as u64,
+        };
+        let mut s = Scanner::new(&*f.file, start, f.size, failed_seq, f.header.salt);
+        while let Some(rec) = s.next().await? {
+            if rec.header.batch_seq > failed_seq {
+                return Ok(true);
+            }
+        }
+        if s.stopped_on().is_some() {
+            return Ok(false); // another failure first: no proof
+        }
+    }
+    Ok(false)
 }
 
 /// Rebuilds the index: from the checkpoint and the records after it, or from every
@@ -335,6 +366,19 @@ async fn replay<F: IoFile>(
     let mut last_seq = 0;
     let (replay_segment, replay_offset) = match cp {
         Some(cp) => {
+            // A checkpoint passes its crcs, but is still checked field by field
+            // before it is trusted: anything odd means rebuild from all records.
+            let aligned = |v: u64| v % IO_ALIGN_BYTES as u64 == 0;
+            let sane = aligned(cp.replay_offset)
+                && cp.entries.iter().all(|e| {
+                    aligned(e.offset)
+                        && (format::BLOCK_LOG2_MIN..=format::BLOCK_LOG2_MAX).contains(&e.block_log2)
+                        && e.payload_len <= format::RECORD_PAYLOAD_BYTES_MAX
+                        && e.seq <= cp.last_seq
+                });
+            if !sane {
+                return Ok(None);
+            }
             for e in &cp.entries {
                 let key = format::ShardKey { partition: e.partition, object: e.object, piece: e.piece };
                 let loc = Loc {
@@ -362,7 +406,7 @@ async fn replay<F: IoFile>(
     };
     for (id, f) in found.range(replay_segment..) {
         let start = if *id == replay_segment { replay_offset } else { SEGMENT_HEADER_BYTES as u64 };
-        let mut scanner = Scanner::new(&*f.file, start, f.size, last_seq);
+        let mut scanner = Scanner::new(&*f.file, start, f.size, last_seq, f.header.salt);
         let mut end = start;
         loop {
             while let Some(rec) = scanner.next().await? {
@@ -381,14 +425,10 @@ async fn replay<F: IoFile>(
             let last = scanner.last_seq();
             let at = scanner.stopped_at();
             let failed_seq = if at == SEGMENT_HEADER_BYTES as u64 { f.header.first_seq } else { last + 1 };
-            let damaged = scanner.take_stopped_header().filter(|h| h.seq == failed_seq);
+            // Probe first: it needs the failed record's header to skip its extent.
             let next = scanner.find_valid_after_stop().await?;
-            let later_batch = match &next {
-                Some((_, h)) => h.batch_seq > failed_seq,
-                None => {
-                    first_batch_seq_after(found, *id, f.header.session, last).await?.is_some_and(|b| b > failed_seq)
-                }
-            };
+            let damaged = scanner.take_stopped_header().filter(|h| h.seq == failed_seq);
+            let later_batch = later_batch_follows(found, *id, next.map(|(o, _)| o), failed_seq).await?;
             if !later_batch {
                 report.torn_tails += 1;
                 tracing::info!(segment = id, error = %err, "end of valid records (torn tail dropped)");
@@ -472,7 +512,7 @@ pub async fn verify_store<I: Io>(io: &I, dir: &Path) -> Result<VerifyReport, Sto
     }
     for (id, f) in &found {
         let mut check = SegmentCheck { id: *id, file_bytes: f.size, ..Default::default() };
-        let mut scanner = Scanner::new(&*f.file, SEGMENT_HEADER_BYTES as u64, f.size, 0);
+        let mut scanner = Scanner::new(&*f.file, SEGMENT_HEADER_BYTES as u64, f.size, 0, f.header.salt);
         while let Some(rec) = scanner.next().await? {
             check.records += 1;
             check.payload_bytes += rec.header.payload_len;
@@ -516,7 +556,7 @@ pub async fn verify_store<I: Io>(io: &I, dir: &Path) -> Result<VerifyReport, Sto
         report.live_keys += 1;
         report.live_payload_bytes += loc.payload_len;
         let f = &found[&loc.segment];
-        let mut one = Scanner::new(&*f.file, loc.offset, f.size, 0);
+        let mut one = Scanner::new(&*f.file, loc.offset, f.size, 0, f.header.salt);
         let ok = match one.next().await? {
             Some(rec) => rec.header.key == key && rec.header.seq == loc.seq,
             None => false,
