@@ -15,7 +15,8 @@
 //! ordered by `seq`, strictly increasing through the log.
 use crate::io::{align_up, IO_ALIGN_BYTES};
 
-pub const FORMAT_VERSION: u16 = 1;
+/// 2: record header crcs are seeded with the segment's salt.
+pub const FORMAT_VERSION: u16 = 2;
 
 // ---- segment header (one 4 KiB block at offset 0) ----
 pub const SEGMENT_MAGIC: [u8; 8] = *b"TSRSEG\0\x01";

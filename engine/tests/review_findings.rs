@@ -262,3 +262,78 @@ fn get_range_empty_at_end_is_empty() {
         assert_eq!(r.unwrap().len(), 0);
     });
 }
+
+/// Two damaged records in one batch: the second failure must not end the search
+/// for a later batch, or acknowledged later writes roll back to older versions.
+#[test]
+fn two_damaged_records_in_one_batch_keep_later_acked_batches() {
+    run(|sp| async move {
+        let io = MemIo::new(11);
+        let dir = Path::new("/d");
+        let cfg = small_cfg();
+        let store = open(&io, dir, cfg.clone(), &sp).await.unwrap();
+        let k = key(5, 5);
+        store.put(k, b"version 1").await.unwrap();
+        let ks: Vec<_> = (0..3u128).map(|i| key(0, i)).collect();
+        let vals: Vec<Vec<u8>> = ks.iter().map(|k| value(*k, 1, 9000).into_iter().chain([1u8]).collect()).collect();
+        for r in futures::future::join_all(ks.iter().zip(&vals).map(|(k, v)| store.put(*k, v))).await {
+            r.unwrap();
+        }
+        store.put(k, b"version 2").await.unwrap();
+        assert_eq!(store.stats().batches, 3, "one, three in one batch, one");
+        let (p0, o0, q0) = store.locate(ks[0]).unwrap();
+        let (p2, o2, q2) = store.locate(ks[2]).unwrap();
+        drop(store);
+        io.corrupt(&p0, o0 + q0 + 1, 1);
+        io.corrupt(&p2, o2 + q2 + 1, 1);
+        let store = open(&io, dir, cfg, &sp).await.unwrap();
+        assert_eq!(&store.get(k).await.expect("k lost")[..], b"version 2", "{:?}", store.recovery());
+        assert_eq!(&store.get(ks[1]).await.unwrap()[..], &vals[1][..]);
+        assert_eq!(store.recovery().damaged_records, 2);
+    });
+}
+
+/// A store written in an older format (here: version-1 headers, crcs without the
+/// salt) is refused loudly, never read as empty and compacted away.
+#[test]
+fn older_format_is_refused_not_deleted() {
+    use tessera_engine::format::{decode_header, RECORD_HEADER_BYTES};
+    use tessera_engine::io::{Io, IoFile, OpenMode};
+    run(|sp| async move {
+        let io = MemIo::new(12);
+        let dir = Path::new("/d");
+        let cfg = small_cfg();
+        let store = open(&io, dir, cfg.clone(), &sp).await.unwrap();
+        for i in 0..20u128 {
+            store.put(key(0, i), &value(key(0, i), 1, 20_000)).await.unwrap();
+        }
+        store.close().await.unwrap();
+        let segs: Vec<_> = io.files_in(dir).into_iter().filter(|p| p.to_string_lossy().ends_with(".tsg")).collect();
+        for path in &segs {
+            let f = io.open(path, OpenMode::ReadWrite).await.unwrap();
+            let size = f.size().await.unwrap();
+            let mut b: Vec<u8> = f.read_at(0, size as usize).await.unwrap()[..].to_vec();
+            let mut at = 4096usize;
+            while at + 4096 <= b.len() {
+                let Ok(h) = decode_header(&b[at..]) else { break };
+                let poff = h.payload_offset() as usize;
+                b[at + 4..at + 6].copy_from_slice(&1u16.to_le_bytes());
+                let c = crc32c::crc32c_append(crc32c::crc32c(&b[at..at + 60]), &b[at + RECORD_HEADER_BYTES..at + poff]);
+                b[at + 60..at + 64].copy_from_slice(&c.to_le_bytes());
+                at += h.record_len() as usize;
+            }
+            b[8..10].copy_from_slice(&1u16.to_le_bytes());
+            b[48..56].fill(0);
+            let c = crc32c::crc32c(&b[..60]);
+            b[60..64].copy_from_slice(&c.to_le_bytes());
+            let mut buf = io.alloc(b.len());
+            buf.copy_from_slice(&b);
+            f.write_at(buf, 0).await.unwrap();
+            f.sync().await.unwrap();
+        }
+        let r = open(&io, dir, cfg, &sp).await;
+        assert!(r.is_err(), "an older format must be refused, got {:?}", r.map(|s| s.recovery()));
+        let after: Vec<_> = io.files_in(dir).into_iter().filter(|p| p.to_string_lossy().ends_with(".tsg")).collect();
+        assert_eq!(after, segs, "no segment deleted");
+    });
+}

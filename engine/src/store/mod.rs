@@ -592,7 +592,12 @@ impl<I: Io> ShardStore<I> {
         // The file goes first: if that fails the segment stays known (and in the
         // next checkpoint), never an orphan a checkpoint forgot.
         let path = self.shared.dir.join(segment_file_name(id));
-        self.shared.io.remove(&path).await?;
+        match self.shared.io.remove(&path).await {
+            // Gone already: an earlier pass removed it and then failed to sync the
+            // directory.
+            Err(e) if !e.is_not_found() => return Err(e.into()),
+            _ => {}
+        }
         self.shared.io.sync_dir(&self.shared.dir).await?;
         self.shared.state.borrow_mut().segments.remove(&id);
         stats.segments_removed += 1;

@@ -342,13 +342,21 @@ async fn later_batch_follows<F: IoFile>(
             (false, _) => SEGMENT_HEADER_BYTES as u64,
         };
         let mut s = Scanner::new(&*f.file, start, f.size, failed_seq, f.header.salt);
-        while let Some(rec) = s.next().await? {
-            if rec.header.batch_seq > failed_seq {
-                return Ok(true);
+        loop {
+            while let Some(rec) = s.next().await? {
+                if rec.header.batch_seq > failed_seq {
+                    return Ok(true);
+                }
             }
-        }
-        if s.stopped_on().is_some() {
-            return Ok(false); // another failure first: no proof
+            // Another failure disproves nothing (with the salt, any valid record
+            // further on is genuine): look past it too.
+            if s.stopped_on().is_none() {
+                break;
+            }
+            match s.find_valid_after_stop().await? {
+                Some((offset, _)) => s.resume(offset, None),
+                None => break,
+            }
         }
     }
     Ok(false)
@@ -369,7 +377,9 @@ async fn replay<F: IoFile>(
             // A checkpoint passes its crcs, but is still checked field by field
             // before it is trusted: anything odd means rebuild from all records.
             let aligned = |v: u64| v % IO_ALIGN_BYTES as u64 == 0;
-            let sane = aligned(cp.replay_offset)
+            let in_segment = |v: u64| aligned(v) && v >= SEGMENT_HEADER_BYTES as u64;
+            let sane = in_segment(cp.replay_offset)
+                && cp.segment_ends.iter().all(|(_, end)| in_segment(*end))
                 && cp.entries.iter().all(|e| {
                     aligned(e.offset)
                         && (format::BLOCK_LOG2_MIN..=format::BLOCK_LOG2_MAX).contains(&e.block_log2)
@@ -393,10 +403,10 @@ async fn replay<F: IoFile>(
             let cp_ends: BTreeMap<u64, u64> = cp.segment_ends.iter().copied().collect();
             for id in found.keys().filter(|id| **id < cp.replay_segment) {
                 match cp_ends.get(id) {
-                    Some(end) => {
+                    Some(end) if *end <= found[id].size => {
                         ends.insert(*id, *end);
                     }
-                    None => return Ok(None),
+                    _ => return Ok(None),
                 }
             }
             last_seq = cp.last_seq;
