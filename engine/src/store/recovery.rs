@@ -376,7 +376,7 @@ async fn replay<F: IoFile>(
         Some(cp) => {
             // A checkpoint passes its crcs, but is still checked field by field
             // before it is trusted: anything odd means rebuild from all records.
-            let aligned = |v: u64| v % IO_ALIGN_BYTES as u64 == 0;
+            let aligned = |v: u64| v.is_multiple_of(IO_ALIGN_BYTES as u64);
             let in_segment = |v: u64| aligned(v) && v >= SEGMENT_HEADER_BYTES as u64;
             let sane = in_segment(cp.replay_offset)
                 && cp.segment_ends.iter().all(|(_, end)| in_segment(*end))
