@@ -4,7 +4,7 @@
 //! or cut off by the end of the file) ends the valid part of its segment: it was
 //! never acknowledged, so it is dropped, never served.
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::checkpoint::{self, CheckpointData, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
@@ -175,36 +175,36 @@ struct Found<F> {
     size: u64,
 }
 
+impl<F: IoFile> Found<F> {
+    async fn new(header: SegmentHeader, file: F) -> Result<Self, StoreError> {
+        let size = align_down(file.size().await?.min(header.capacity));
+        Ok(Found { header, file: Rc::new(file), size })
+    }
+}
+
 pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Result<State<I>, StoreError> {
     io.create_dir_all(dir).await?;
     let names = io.list_dir(dir).await?;
     if names.iter().any(|n| n == CHECKPOINT_TMP_FILE) {
         io.remove(&dir.join(CHECKPOINT_TMP_FILE)).await?;
     }
-    let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_segment_file_name(n)).collect();
-    ids.sort_unstable();
+    let ids = segment_ids(&names);
     let mut found: BTreeMap<u64, Found<I::File>> = BTreeMap::new();
     let last_id = ids.last().copied();
     for id in ids {
-        let path = dir.join(super::segment_file_name(id));
-        let file = io.open(&path, OpenMode::ReadWrite).await?;
-        let page = file.read_at(0, SEGMENT_HEADER_BYTES).await?;
-        match SegmentHeader::decode(&page) {
-            Ok(h) if h.segment_id == id && h.capacity >= SEGMENT_HEADER_BYTES as u64 => {
-                let size = align_down(file.size().await?.min(h.capacity));
-                found.insert(id, Found { header: h, file: Rc::new(file), size });
-            }
+        let (path, file, header) = open_segment(io, dir, id, OpenMode::ReadWrite).await?;
+        match header {
             Ok(h) => {
-                return Err(StoreError::Layout {
-                    path: path.display().to_string(),
-                    reason: format!("header says segment {} of {} bytes", h.segment_id, h.capacity),
-                })
+                found.insert(id, Found::new(h, file).await?);
+            }
+            Err(SegmentHeaderError::Identity(reason)) => {
+                return Err(StoreError::Layout { path: path.display().to_string(), reason })
             }
             // The newest segment's creation (header write + fsync) was cut short:
             // then no record was ever placed in it, and the first record's page is
             // still zero. Anything else is a damaged header over real records:
             // refuse rather than guess.
-            Err(e) if Some(id) == last_id => {
+            Err(SegmentHeaderError::Format(e)) if Some(id) == last_id => {
                 let first = file.read_at(SEGMENT_HEADER_BYTES as u64, IO_ALIGN_BYTES).await?;
                 if first.iter().any(|&b| b != 0) {
                     return Err(StoreError::Layout {
@@ -219,29 +219,22 @@ pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Res
                 io.remove(&path).await?;
                 io.sync_dir(dir).await?;
             }
-            Err(e) => return Err(corrupt(&path, 0, e)),
+            Err(SegmentHeaderError::Format(e)) => return Err(corrupt(&path, 0, e)),
         }
     }
 
-    let cp = load_checkpoint(io, dir).await;
-    let mut report = RecoveryReport::default();
-    let from_cp = match &cp {
-        Some(cp) => replay(&found, Some(cp), &mut report).await?,
-        None => None,
-    };
-    let (index, ends, last_seq) = match from_cp {
-        Some(r) => {
-            report.from_checkpoint = true;
-            r
-        }
-        None => {
-            if cp.is_some() {
-                tracing::warn!(dir = %dir.display(), "checkpoint does not match the segments; rebuilding from all records");
-            }
-            report = RecoveryReport::default();
-            replay(&found, None, &mut report).await?.expect("a full scan needs no checkpoint")
+    let cp = match read_checkpoint(io, dir).await {
+        Ok(cp) => cp,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "ignoring unusable checkpoint; rebuilding from all records");
+            None
         }
     };
+    let (rebuilt, mut report) = rebuild(&found, cp.as_ref()).await?;
+    if cp.is_some() && !report.from_checkpoint {
+        tracing::warn!(dir = %dir.display(), "checkpoint does not match the segments; rebuilt from all records");
+    }
+    let (index, ends, last_seq) = rebuilt;
 
     let max_first_seq = found.values().map(|f| f.header.first_seq).max().unwrap_or(0);
     let found_sessions_max = found.values().map(|f| f.header.session).max().unwrap_or(0);
@@ -287,22 +280,65 @@ pub(crate) async fn recover<I: Io>(io: &I, dir: &Path, cfg: &StoreConfig) -> Res
     })
 }
 
-async fn load_checkpoint<I: Io>(io: &I, dir: &Path) -> Option<CheckpointData> {
-    let path = dir.join(CHECKPOINT_FILE);
-    match io.read_file(&path).await {
-        Ok(bytes) => match checkpoint::decode(&bytes) {
-            Ok(cp) => Some(cp),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable checkpoint");
-                None
-            }
-        },
-        Err(e) if e.is_not_found() => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read checkpoint; rebuilding from all records");
-            None
+/// Segment ids named in a directory listing, in order.
+fn segment_ids(names: &[String]) -> Vec<u64> {
+    let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_segment_file_name(n)).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Why a segment header cannot be used.
+enum SegmentHeaderError {
+    /// Not a valid header at all (damaged, or a creation cut short).
+    Format(FormatError),
+    /// A valid header that does not belong to this file name.
+    Identity(String),
+}
+
+/// Opens segment `id` and decodes its header.
+async fn open_segment<I: Io>(
+    io: &I,
+    dir: &Path,
+    id: u64,
+    mode: OpenMode,
+) -> Result<(PathBuf, I::File, Result<SegmentHeader, SegmentHeaderError>), StoreError> {
+    let path = dir.join(super::segment_file_name(id));
+    let file = io.open(&path, mode).await?;
+    let page = file.read_at(0, SEGMENT_HEADER_BYTES).await?;
+    let header = match SegmentHeader::decode(&page) {
+        Ok(h) if h.segment_id == id && h.capacity >= SEGMENT_HEADER_BYTES as u64 => Ok(h),
+        Ok(h) => {
+            Err(SegmentHeaderError::Identity(format!("header says segment {} of {} bytes", h.segment_id, h.capacity)))
+        }
+        Err(e) => Err(SegmentHeaderError::Format(e)),
+    };
+    Ok((path, file, header))
+}
+
+/// The checkpoint file: `Ok(None)` when there is none, `Err` when it is unusable.
+async fn read_checkpoint<I: Io>(io: &I, dir: &Path) -> Result<Option<CheckpointData>, String> {
+    match io.read_file(&dir.join(CHECKPOINT_FILE)).await {
+        Ok(bytes) => checkpoint::decode(&bytes).map(Some).map_err(|e| e.to_string()),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The index a restart builds: from the checkpoint and the records after it when
+/// the checkpoint fits the segments, else from every record.
+async fn rebuild<F: IoFile>(
+    found: &BTreeMap<u64, Found<F>>,
+    cp: Option<&CheckpointData>,
+) -> Result<(Rebuilt, RecoveryReport), StoreError> {
+    if let Some(cp) = cp {
+        let mut report = RecoveryReport { from_checkpoint: true, ..Default::default() };
+        if let Some(r) = replay(found, Some(cp), &mut report).await? {
+            return Ok((r, report));
         }
     }
+    let mut report = RecoveryReport::default();
+    let r = replay(found, None, &mut report).await?.expect("a full scan needs no checkpoint");
+    Ok((r, report))
 }
 
 type Rebuilt = (Index, BTreeMap<u64, u64>, u64);
@@ -504,20 +540,17 @@ pub struct SegmentCheck {
 pub async fn verify_store<I: Io>(io: &I, dir: &Path) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
     let names = io.list_dir(dir).await?;
-    let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_segment_file_name(n)).collect();
-    ids.sort_unstable();
     let mut found: BTreeMap<u64, Found<I::File>> = BTreeMap::new();
-    for id in ids {
-        let path = dir.join(super::segment_file_name(id));
-        let file = io.open(&path, OpenMode::ReadOnly).await?;
-        let page = file.read_at(0, SEGMENT_HEADER_BYTES).await?;
-        match SegmentHeader::decode(&page) {
-            Ok(h) if h.segment_id == id => {
-                let size = align_down(file.size().await?.min(h.capacity));
-                found.insert(id, Found { header: h, file: Rc::new(file), size });
+    for id in segment_ids(&names) {
+        let (path, file, header) = open_segment(io, dir, id, OpenMode::ReadOnly).await?;
+        match header {
+            Ok(h) => {
+                found.insert(id, Found::new(h, file).await?);
             }
-            Ok(h) => report.problems.push(format!("{}: header names segment {}", path.display(), h.segment_id)),
-            Err(e) => report.problems.push(format!("{}: bad segment header: {e}", path.display())),
+            Err(SegmentHeaderError::Identity(why)) => report.problems.push(format!("{}: {why}", path.display())),
+            Err(SegmentHeaderError::Format(e)) => {
+                report.problems.push(format!("{}: bad segment header: {e}", path.display()))
+            }
         }
     }
     for (id, f) in &found {
@@ -532,35 +565,19 @@ pub async fn verify_store<I: Io>(io: &I, dir: &Path) -> Result<VerifyReport, Sto
         check.stopped = scanner.stopped_on().map(|e| e.to_string());
         report.segments.push(check);
     }
-    let cp = match io.read_file(&dir.join(CHECKPOINT_FILE)).await {
-        Ok(bytes) => match checkpoint::decode(&bytes) {
-            Ok(cp) => Some(cp),
-            Err(e) => {
-                report.problems.push(format!("checkpoint unusable ({e}); a restart rebuilds from all records"));
-                None
-            }
-        },
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(e.into()),
+    let cp = match read_checkpoint(io, dir).await {
+        Ok(cp) => cp,
+        Err(e) => {
+            report.problems.push(format!("checkpoint unusable ({e}); a restart rebuilds from all records"));
+            None
+        }
     };
     report.checkpoint_entries = cp.as_ref().map(|c| c.entries.len());
     // The index a restart would build ...
-    let mut scratch = RecoveryReport::default();
-    let rebuilt = match &cp {
-        Some(cp) => replay(&found, Some(cp), &mut scratch).await?,
-        None => None,
-    };
-    let index = match rebuilt {
-        Some(r) => r.0,
-        None => {
-            if cp.is_some() {
-                report
-                    .problems
-                    .push("checkpoint does not fit the segments; a restart rebuilds from all records".into());
-            }
-            replay(&found, None, &mut scratch).await?.expect("a full scan needs no checkpoint").0
-        }
-    };
+    let ((index, _, _), rebuilt) = rebuild(&found, cp.as_ref()).await?;
+    if cp.is_some() && !rebuilt.from_checkpoint {
+        report.problems.push("checkpoint does not fit the segments; a restart rebuilds from all records".into());
+    }
     // ... and every piece in it read back and checked, as a read would.
     for (key, loc) in index.iter() {
         report.live_keys += 1;
