@@ -31,6 +31,14 @@ fn stripe(k: usize, m: usize, len: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Runs `f` on the data and parity views of `shards` (k data, then parity).
+fn with_views<R>(shards: &mut [Vec<u8>], k: usize, f: impl FnOnce(&[&[u8]], &mut [&mut [u8]]) -> R) -> R {
+    let (data, parity) = shards.split_at_mut(k);
+    let data: Vec<&[u8]> = data.iter().map(|s| s.as_slice()).collect();
+    let mut parity: Vec<&mut [u8]> = parity.iter_mut().map(|s| s.as_mut_slice()).collect();
+    f(&data, &mut parity)
+}
+
 fn bench_encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode");
     for &kind in CodecKind::available() {
@@ -40,14 +48,11 @@ fn bench_encode(c: &mut Criterion) {
                     continue;
                 };
                 let mut shards = stripe(k, m, len);
-                let (data, parity) = shards.split_at_mut(k);
-                let data: Vec<&[u8]> = data.iter().map(|s| s.as_slice()).collect();
-                let mut parity: Vec<&mut [u8]> = parity.iter_mut().map(|s| s.as_mut_slice()).collect();
                 group.throughput(Throughput::Bytes((k * len) as u64));
-                group.bench_function(BenchmarkId::new(kind.as_str(), format!("{k}+{m}/{label}")), |b| {
-                    b.iter(|| {
-                        codec.encode(black_box(&data), black_box(&mut parity)).expect("encode");
-                    })
+                with_views(&mut shards, k, |data, parity| {
+                    group.bench_function(BenchmarkId::new(kind.as_str(), format!("{k}+{m}/{label}")), |b| {
+                        b.iter(|| codec.encode(black_box(data), black_box(parity)).expect("encode"))
+                    });
                 });
             }
         }
@@ -64,12 +69,7 @@ fn bench_decode(c: &mut Criterion) {
                     continue;
                 };
                 let mut shards = stripe(k, m, len);
-                {
-                    let (data, parity) = shards.split_at_mut(k);
-                    let data: Vec<&[u8]> = data.iter().map(|s| s.as_slice()).collect();
-                    let mut parity: Vec<&mut [u8]> = parity.iter_mut().map(|s| s.as_mut_slice()).collect();
-                    codec.encode(&data, &mut parity).expect("encode");
-                }
+                with_views(&mut shards, k, |data, parity| codec.encode(data, parity).expect("encode"));
                 // Lose the first m data shards.
                 let present: Vec<bool> = (0..k + m).map(|i| i >= m).collect();
                 let mut views: Vec<&mut [u8]> = shards.iter_mut().map(|s| s.as_mut_slice()).collect();
