@@ -4,6 +4,7 @@
 pub mod erasure;
 pub mod format;
 pub mod io;
+pub mod object;
 pub mod runtime;
 pub mod store;
 
