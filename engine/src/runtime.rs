@@ -19,6 +19,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::format::ShardKey;
 use crate::io::glommio_io::GlommioIo;
+use crate::object::{Deployment, ObjectConfig, ObjectError, ObjectLayer};
 use crate::store::{Applied, CompactionStats, RecoveryReport, ShardStore, StoreConfig, StoreError, StoreStats};
 
 /// Upper bound on executors; a limit like every other.
@@ -48,6 +49,17 @@ pub struct RuntimeConfig {
     pub inbox_max: usize,
     /// Requests one core runs at once.
     pub in_flight_max: usize,
+    /// With a deployment, each core also opens an [`ObjectLayer`] over its stores,
+    /// and drives the deployment found offline are skipped instead of refused.
+    pub objects: Option<ObjectsConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ObjectsConfig {
+    pub deployment: Deployment,
+    pub config: ObjectConfig,
+    /// Per drive: false when the drive is offline (not opened).
+    pub online: Vec<bool>,
 }
 
 impl Default for RuntimeConfig {
@@ -62,6 +74,7 @@ impl Default for RuntimeConfig {
             io_memory_bytes: 32 << 20,
             inbox_max: 1024,
             in_flight_max: 512,
+            objects: None,
         }
     }
 }
@@ -117,6 +130,10 @@ pub enum RuntimeError {
     Executor { core: usize, reason: String },
     #[error("runtime stopped")]
     Stopped,
+    #[error("core {core}: object layer: {source}")]
+    Objects { core: usize, source: ObjectError },
+    #[error("drive {0} is offline")]
+    DriveOffline(usize),
 }
 
 /// What start-up found, for the operator.
@@ -181,9 +198,54 @@ fn buffer_registration(io_memory_bytes: usize, cores: usize) -> BufferRegistrati
     }
 }
 
-struct Envelope {
-    req: Request,
-    reply: flume::Sender<Result<Response, RuntimeError>>,
+/// Work for a core: a typed request on its stores, a closure run with the core's
+/// context (Seastar's `submit_to`), or a step of the stop sequence.
+enum Envelope {
+    Req { req: Request, reply: flume::Sender<Result<Response, RuntimeError>> },
+    Task(Task),
+    /// Wait until the core's services (e.g. its HTTP listener) have ended.
+    Drain(flume::Sender<()>),
+    Stop,
+}
+
+type Task = Box<dyn FnOnce(Rc<CoreCx>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send>;
+
+/// What a core owns, handed to the closures run on it. Not `Send`.
+pub struct CoreCx {
+    pub core: usize,
+    pub stores: Rc<Vec<Option<ShardStore<GlommioIo>>>>,
+    pub objects: Option<Rc<ObjectLayer<GlommioIo>>>,
+    /// For calls to other cores.
+    pub handle: RuntimeHandle,
+    stop: flume::Receiver<()>,
+    services: std::cell::Cell<usize>,
+}
+
+impl CoreCx {
+    /// Resolves when the runtime begins to stop: services stop accepting work.
+    pub async fn stopping(&self) {
+        let _ = self.stop.recv_async().await;
+    }
+
+    /// Registers a long-running service (a listener); [`Runtime::stop`] waits for
+    /// every guard to drop before stopping the cores.
+    pub fn service(self: &Rc<Self>) -> ServiceGuard {
+        self.services.set(self.services.get() + 1);
+        ServiceGuard(self.clone())
+    }
+
+    /// The core's object layer; configured for every server runtime.
+    pub fn objects(&self) -> &Rc<ObjectLayer<GlommioIo>> {
+        self.objects.as_ref().expect("runtime started without a deployment")
+    }
+}
+
+pub struct ServiceGuard(Rc<CoreCx>);
+
+impl Drop for ServiceGuard {
+    fn drop(&mut self) {
+        self.0.services.set(self.0.services.get() - 1);
+    }
 }
 
 /// A cheap, cloneable, `Send` handle for submitting requests from any thread or core.
@@ -216,8 +278,39 @@ impl RuntimeHandle {
     pub async fn call_core(&self, core: usize, req: Request) -> Result<Response, RuntimeError> {
         let inbox = self.inboxes.get(core).ok_or(RuntimeError::NoSuchCore(core))?;
         let (tx, rx) = flume::bounded(1);
-        inbox.send_async(Envelope { req, reply: tx }).await.map_err(|_| RuntimeError::Stopped)?;
+        inbox.send_async(Envelope::Req { req, reply: tx }).await.map_err(|_| RuntimeError::Stopped)?;
         rx.recv_async().await.map_err(|_| RuntimeError::Stopped)?
+    }
+
+    /// Runs `f` on `core` with that core's context and returns its result: the one
+    /// way work crosses cores besides [`Request`]s. `f` and its result are `Send`;
+    /// the future it returns runs on `core` and need not be.
+    pub async fn submit<T, F, Fut>(&self, core: usize, f: F) -> Result<T, RuntimeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<CoreCx>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        let inbox = self.inboxes.get(core).ok_or(RuntimeError::NoSuchCore(core))?;
+        let (tx, rx) = flume::bounded(1);
+        let task: Task = Box::new(move |cx| {
+            Box::pin(async move {
+                let out = f(cx).await;
+                let _ = tx.send_async(out).await;
+            })
+        });
+        inbox.send_async(Envelope::Task(task)).await.map_err(|_| RuntimeError::Stopped)?;
+        rx.recv_async().await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// [`submit`](Self::submit) from a plain thread.
+    pub fn submit_blocking<T, F, Fut>(&self, core: usize, f: F) -> Result<T, RuntimeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<CoreCx>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        futures_lite::future::block_on(self.submit(core, f))
     }
 
     /// For plain threads (CLI, tests): blocks until the reply comes.
@@ -232,6 +325,7 @@ impl RuntimeHandle {
 
 pub struct Runtime {
     handle: RuntimeHandle,
+    stop_signals: Vec<flume::Sender<()>>,
     threads: Vec<glommio::ExecutorJoinHandle<Result<(), RuntimeError>>>,
     report: StartupReport,
 }
@@ -279,21 +373,34 @@ impl Runtime {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut inboxes = Vec::with_capacity(cfg.cores);
-        let mut threads = Vec::with_capacity(cfg.cores);
-        for core in 0..cfg.cores {
+        let mut receivers = Vec::with_capacity(cfg.cores);
+        let mut stop_signals = Vec::with_capacity(cfg.cores);
+        let mut stop_receivers = Vec::with_capacity(cfg.cores);
+        for _ in 0..cfg.cores {
             let (tx, rx) = flume::bounded::<Envelope>(cfg.inbox_max);
             inboxes.push(tx);
+            receivers.push(rx);
+            let (stx, srx) = flume::bounded::<()>(1);
+            stop_signals.push(stx);
+            stop_receivers.push(srx);
+        }
+        let handle = RuntimeHandle { inboxes };
+        let mut threads = Vec::with_capacity(cfg.cores);
+        for (core, (rx, stop_rx)) in receivers.into_iter().zip(stop_receivers).enumerate() {
+            let core_handle = handle.clone();
             let placement = if cfg.pin { Placement::Fixed(core % cpus) } else { Placement::Unbound };
             let cfg = cfg.clone();
             let ready = ready_tx.clone();
             let spawned = LocalExecutorBuilder::new(placement)
                 .name(&format!("tessera-core-{core}"))
                 .io_memory(cfg.io_memory_bytes)
-                .spawn(move || async move { core_main(core, cfg, rx, ready).await });
+                .spawn(move || async move { core_main(core, cfg, rx, ready, core_handle, stop_rx).await });
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
-                    drop(inboxes);
+                    for tx in &handle.inboxes {
+                        let _ = tx.try_send(Envelope::Stop);
+                    }
                     for t in threads {
                         let _ = t.join();
                     }
@@ -302,7 +409,6 @@ impl Runtime {
             }
         }
         drop(ready_tx);
-        let handle = RuntimeHandle { inboxes };
         let mut recovered = Vec::new();
         let mut first_err = None;
         for _ in 0..cfg.cores {
@@ -320,6 +426,7 @@ impl Runtime {
         recovered.sort_by_key(|(c, d, _)| (*c, *d));
         let rt = Runtime {
             handle,
+            stop_signals,
             threads,
             report: StartupReport {
                 cores: cfg.cores,
@@ -345,8 +452,23 @@ impl Runtime {
         &self.report
     }
 
-    /// Stops accepting requests, finishes those queued, closes every store, joins.
+    /// Stops the services (listeners) on every core and waits for them, then stops
+    /// taking requests, finishes those running, closes every store and joins.
     pub fn stop(self) -> Result<(), RuntimeError> {
+        drop(self.stop_signals);
+        let mut acks = Vec::new();
+        for tx in &self.handle.inboxes {
+            let (ack, done) = flume::bounded(1);
+            if tx.send(Envelope::Drain(ack)).is_ok() {
+                acks.push(done);
+            }
+        }
+        for done in acks {
+            let _ = done.recv();
+        }
+        for tx in &self.handle.inboxes {
+            let _ = tx.send(Envelope::Stop);
+        }
         drop(self.handle);
         let mut first_err = None;
         for (core, t) in self.threads.into_iter().enumerate() {
@@ -366,58 +488,151 @@ impl Runtime {
 
 type Ready = std::sync::mpsc::Sender<Result<Vec<(usize, usize, RecoveryReport)>, RuntimeError>>;
 
+/// Longest a stopping core waits for its services and running requests.
+const STOP_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn core_main(
     core: usize,
     cfg: RuntimeConfig,
     inbox: flume::Receiver<Envelope>,
     ready: Ready,
+    handle: RuntimeHandle,
+    stop: flume::Receiver<()>,
 ) -> Result<(), RuntimeError> {
     let mut stores = Vec::with_capacity(cfg.drives.len());
     let mut reports = Vec::with_capacity(cfg.drives.len());
+    let online = |d: usize| cfg.objects.as_ref().is_none_or(|o| o.online.get(d).copied().unwrap_or(false));
+    let mut failure = None;
     for (drive, root) in cfg.drives.iter().enumerate() {
+        if !online(drive) {
+            stores.push(None);
+            continue;
+        }
         match ShardStore::open(GlommioIo, &core_dir(root, core), cfg.store.clone()).await {
             Ok((store, committer)) => {
                 glommio::spawn_local(committer).detach();
                 reports.push((core, drive, store.recovery()));
-                stores.push(store);
+                stores.push(Some(store));
+            }
+            Err(source) if cfg.objects.is_some() => {
+                // A server keeps serving from the other drives (degraded) rather than
+                // refusing to start over one bad drive.
+                tracing::error!(core, drive, error = %source, "drive offline: its store did not open");
+                stores.push(None);
             }
             Err(source) => {
-                let _ = ready.send(Err(RuntimeError::Store { core, drive, source }));
-                for s in stores {
-                    let _ = s.close().await;
-                }
-                return Ok(()); // reported through `ready`
+                failure = Some(RuntimeError::Store { core, drive, source });
+                break;
             }
         }
     }
-    let _ = ready.send(Ok(reports));
     let stores = Rc::new(stores);
+    let mut objects = None;
+    if failure.is_none() {
+        if let Some(oc) = &cfg.objects {
+            match ObjectLayer::open(core, oc.deployment.clone(), oc.config.clone(), stores.clone()).await {
+                Ok((layer, deleter)) => {
+                    glommio::spawn_local(deleter).detach();
+                    objects = Some(layer);
+                }
+                Err(source) => failure = Some(RuntimeError::Objects { core, source }),
+            }
+        }
+    }
+    if let Some(e) = failure {
+        let _ = ready.send(Err(e));
+        drop(objects);
+        if let Ok(stores) = Rc::try_unwrap(stores) {
+            for s in stores.into_iter().flatten() {
+                let _ = s.close().await;
+            }
+        }
+        return Ok(()); // reported through `ready`
+    }
+    let _ = ready.send(Ok(reports));
+    let cx = Rc::new(CoreCx { core, stores, objects, handle, stop, services: std::cell::Cell::new(0) });
     let limit = Rc::new(glommio::sync::Semaphore::new(cfg.in_flight_max as u64));
     while let Ok(env) = inbox.recv_async().await {
-        let Ok(permit) = limit.acquire_static_permit(1).await else { break };
-        let stores = stores.clone();
-        glommio::spawn_local(async move {
-            let r = serve(core, &stores, env.req).await;
-            let _ = env.reply.send_async(r).await;
-            // Release the stores before the permit: stop waits on the permits and
-            // then needs to be the stores' only owner.
-            drop(stores);
-            drop(permit);
-        })
-        .detach();
+        match env {
+            Envelope::Stop => break,
+            Envelope::Drain(ack) => {
+                let cx = cx.clone();
+                glommio::spawn_local(async move {
+                    let deadline = std::time::Instant::now() + STOP_WAIT_MAX;
+                    while cx.services.get() > 0 && std::time::Instant::now() < deadline {
+                        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    let _ = ack.send_async(()).await;
+                })
+                .detach();
+            }
+            Envelope::Req { req, reply } => {
+                let Ok(permit) = limit.acquire_static_permit(1).await else { break };
+                let cx = cx.clone();
+                glommio::spawn_local(async move {
+                    let r = serve(core, &cx.stores, req).await;
+                    let _ = reply.send_async(r).await;
+                    // Release the context before the permit: stop waits on the
+                    // permits and then needs to be the stores' only owner.
+                    drop(cx);
+                    drop(permit);
+                })
+                .detach();
+            }
+            Envelope::Task(task) => {
+                let Ok(permit) = limit.acquire_static_permit(1).await else { break };
+                let fut = task(cx.clone());
+                glommio::spawn_local(async move {
+                    fut.await;
+                    drop(permit);
+                })
+                .detach();
+            }
+        }
     }
-    // Inbox closed: wait for the requests still running, then close the stores.
+    // Stopping: wait for the requests still running, then close the stores.
     let _all = limit.acquire_permit(cfg.in_flight_max as u64).await;
-    let stores = Rc::try_unwrap(stores)
-        .map_err(|_| RuntimeError::Executor { core, reason: "stores still shared at stop".into() })?;
+    if let Some(o) = &cx.objects {
+        o.shutdown();
+    }
+    let deadline = std::time::Instant::now() + STOP_WAIT_MAX;
+    let mut cx = cx;
+    let cx = loop {
+        match Rc::try_unwrap(cx) {
+            Ok(cx) => break cx,
+            Err(back) if std::time::Instant::now() < deadline => {
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+                cx = back;
+            }
+            Err(_) => return Err(RuntimeError::Executor { core, reason: "core context still shared at stop".into() }),
+        }
+    };
+    let CoreCx { stores, objects, .. } = cx;
+    drop(objects);
+    let deadline = std::time::Instant::now() + STOP_WAIT_MAX;
+    let mut stores = stores;
+    let stores = loop {
+        match Rc::try_unwrap(stores) {
+            Ok(s) => break s,
+            Err(back) if std::time::Instant::now() < deadline => {
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+                stores = back;
+            }
+            Err(_) => return Err(RuntimeError::Executor { core, reason: "stores still shared at stop".into() }),
+        }
+    };
     for (drive, s) in stores.into_iter().enumerate() {
-        s.close().await.map_err(|source| RuntimeError::Store { core, drive, source })?;
+        if let Some(s) = s {
+            s.close().await.map_err(|source| RuntimeError::Store { core, drive, source })?;
+        }
     }
     Ok(())
 }
 
-async fn serve(core: usize, stores: &[ShardStore<GlommioIo>], req: Request) -> Result<Response, RuntimeError> {
-    let store = |drive: usize| stores.get(drive).ok_or(RuntimeError::NoSuchDrive(drive));
+async fn serve(core: usize, stores: &[Option<ShardStore<GlommioIo>>], req: Request) -> Result<Response, RuntimeError> {
+    let store = |drive: usize| {
+        stores.get(drive).ok_or(RuntimeError::NoSuchDrive(drive))?.as_ref().ok_or(RuntimeError::DriveOffline(drive))
+    };
     let wrap = |drive: usize| move |source| RuntimeError::Store { core, drive, source };
     match req {
         Request::Put { drive, key, data } => {
@@ -440,17 +655,21 @@ async fn serve(core: usize, stores: &[ShardStore<GlommioIo>], req: Request) -> R
         }
         Request::Checkpoint => {
             for (d, s) in stores.iter().enumerate() {
-                s.checkpoint().await.map_err(wrap(d))?;
+                if let Some(s) = s {
+                    s.checkpoint().await.map_err(wrap(d))?;
+                }
             }
             Ok(Response::Done)
         }
         Request::Compact => {
             let mut out = Vec::with_capacity(stores.len());
             for (d, s) in stores.iter().enumerate() {
-                out.push(s.compact().await.map_err(wrap(d))?);
+                if let Some(s) = s {
+                    out.push(s.compact().await.map_err(wrap(d))?);
+                }
             }
             Ok(Response::Compacted(out))
         }
-        Request::Stats => Ok(Response::Stats(stores.iter().map(|s| s.stats()).collect())),
+        Request::Stats => Ok(Response::Stats(stores.iter().flatten().map(|s| s.stats()).collect())),
     }
 }

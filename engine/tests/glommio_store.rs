@@ -108,6 +108,7 @@ fn runtime_routes_by_partition_and_survives_restart() {
         io_memory_bytes: 1 << 20,
         inbox_max: 64,
         in_flight_max: 32,
+        objects: None,
     };
     let rt = Runtime::start(rcfg.clone()).unwrap();
     assert_eq!(rt.report().recovered.len(), 4, "2 cores x 2 drives");
