@@ -201,7 +201,10 @@ fn buffer_registration(io_memory_bytes: usize, cores: usize) -> BufferRegistrati
 /// Work for a core: a typed request on its stores, a closure run with the core's
 /// context (Seastar's `submit_to`), or a step of the stop sequence.
 enum Envelope {
-    Req { req: Request, reply: flume::Sender<Result<Response, RuntimeError>> },
+    Req {
+        req: Request,
+        reply: flume::Sender<Result<Response, RuntimeError>>,
+    },
     Task(Task),
     /// Wait until the core's services (e.g. its HTTP listener) have ended.
     Drain(flume::Sender<()>),

@@ -1,1 +1,8 @@
-//! Tessera S3 gateway: HTTP server, SigV4, S3 routing and handlers.
+//! Tessera S3 gateway: HTTP server, SigV4, S3 routing and handlers, and the
+//! embedded server's start-up.
+pub mod credentials;
+pub mod http;
+pub mod metrics;
+pub mod s3;
+pub mod server;
+pub mod sigv4;

@@ -1,13 +1,9 @@
-//! `tessera`: one binary for every role. Today it runs the embedded server's storage
-//! engine; the S3 gateway, cluster roles and the key-value client join it in later
-//! milestones (see README.md).
+//! `tessera`: one binary for every role. Today it runs the embedded S3 server;
+//! cluster roles and the key-value client join it in later milestones (README.md).
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tessera_engine::runtime::{Request, Response, Runtime, RuntimeConfig};
-use tessera_engine::StoreConfig;
 
 #[derive(Parser)]
 #[command(name = "tessera", version, about = "Tessera: S3-compatible, erasure-coded object store for media")]
@@ -18,7 +14,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Embedded server: storage engine on local drive directories, no other service.
+    /// Embedded S3 server: gateway and storage engine on local drive directories, no other service.
     Server(ServerArgs),
 }
 
@@ -47,6 +43,34 @@ struct ServerArgs {
     /// Seconds between index checkpoints and compaction passes.
     #[arg(long, default_value_t = 60)]
     checkpoint_secs: u64,
+    /// S3 listen address.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    address: std::net::SocketAddr,
+    /// Objects up to this many bytes are replicated inline (m + 1 copies) instead of
+    /// erasure coded.
+    #[arg(long, default_value_t = 128 << 10)]
+    inline_bytes_max: usize,
+    /// Domain for virtual-hosted-style requests (`bucket.<domain>`); path style always works.
+    #[arg(long)]
+    vhost_domain: Option<String>,
+}
+
+impl From<ServerArgs> for tessera_gateway::server::ServerOptions {
+    fn from(a: ServerArgs) -> Self {
+        tessera_gateway::server::ServerOptions {
+            drives: a.drives,
+            data: a.data,
+            drive_count: a.drive_count,
+            cores: a.cores,
+            pin: !a.no_pin,
+            io_memory_bytes: a.io_memory,
+            segment_mib: a.segment_mib,
+            checkpoint_secs: a.checkpoint_secs,
+            address: a.address,
+            inline_bytes_max: a.inline_bytes_max,
+            vhost_domain: a.vhost_domain,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -68,113 +92,5 @@ fn main() -> ExitCode {
 }
 
 fn server(args: ServerArgs) -> Result<(), String> {
-    const DRIVES_DEFAULT_MAX: usize = 64;
-    let drives: Vec<PathBuf> = if args.drives.is_empty() {
-        if args.drive_count == 0 || args.drive_count > DRIVES_DEFAULT_MAX {
-            return Err(format!("--drive-count must be 1..={DRIVES_DEFAULT_MAX}"));
-        }
-        (0..args.drive_count).map(|i| args.data.join(format!("d{i}"))).collect()
-    } else {
-        args.drives.clone()
-    };
-    for d in &drives {
-        if d.exists() && !d.is_dir() {
-            return Err(format!("drive {} exists and is not a directory", d.display()));
-        }
-        std::fs::create_dir_all(d).map_err(|e| format!("cannot create drive directory {}: {e}", d.display()))?;
-    }
-    if args.segment_mib == 0 || args.segment_mib > 4096 {
-        return Err("--segment-mib must be 1..=4096".into());
-    }
-    if args.checkpoint_secs == 0 {
-        return Err("--checkpoint-secs must be positive".into());
-    }
-    let mut cfg = RuntimeConfig {
-        drives: drives.clone(),
-        pin: !args.no_pin,
-        io_memory_bytes: args.io_memory,
-        store: StoreConfig { segment_bytes: args.segment_mib << 20, ..StoreConfig::default() },
-        ..RuntimeConfig::default()
-    };
-    if let Some(c) = args.cores {
-        cfg.cores = c;
-    }
-    // Before anything starts: a SIGTERM right after "ready" must stop us cleanly.
-    let (stop_tx, stop_rx) = flume::bounded::<i32>(1);
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let _ = stop_tx.send(sig);
-        }
-    });
-    let rt = Runtime::start(cfg.clone()).map_err(|e| e.to_string())?;
-    let rep = rt.report();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("tessera {} embedded server", env!("CARGO_PKG_VERSION"));
-    println!(
-        "  cores     {} glommio executors ({} CPUs online, {})",
-        rep.cores,
-        cpus,
-        if rep.pinned { "pinned" } else { "unpinned" }
-    );
-    println!(
-        "  io_uring  O_DIRECT; buffer registration: {} ({} B per core)",
-        rep.buffer_registration, rep.io_memory_bytes
-    );
-    println!("  drives    {}", rep.drives.len());
-    for (i, d) in rep.drives.iter().enumerate() {
-        println!("    d{i}  {}", d.display());
-    }
-    println!(
-        "  format    v{}, segments {} MiB, crc32c per {} KiB block",
-        tessera_engine::format::FORMAT_VERSION,
-        cfg.store.segment_bytes >> 20,
-        (1u64 << cfg.store.block_log2) >> 10
-    );
-    let codecs = tessera_engine::erasure::CodecKind::available();
-    println!("  erasure   codecs available: {codecs:?}");
-    let keys: usize = rep.recovered.iter().map(|(_, _, r)| r.keys).sum();
-    let replayed: u64 = rep.recovered.iter().map(|(_, _, r)| r.records_replayed).sum();
-    let torn: u64 = rep.recovered.iter().map(|(_, _, r)| r.torn_tails).sum();
-    let from_cp = rep.recovered.iter().filter(|(_, _, r)| r.from_checkpoint).count();
-    println!(
-        "  recovered {keys} shard pieces in {} stores ({from_cp} from checkpoints, {replayed} records replayed, {torn} torn tails dropped)",
-        rep.recovered.len()
-    );
-    println!("  S3 API    not in this build yet: the S3 gateway is the next milestone (README.md)");
-    println!("ready");
-
-    let handle = rt.handle();
-    loop {
-        match stop_rx.recv_timeout(Duration::from_secs(args.checkpoint_secs)) {
-            Ok(sig) => {
-                println!("signal {sig}: stopping");
-                break;
-            }
-            Err(flume::RecvTimeoutError::Timeout) => {
-                for core in 0..handle.cores() {
-                    if let Err(e) = handle.call_core_blocking(core, Request::Compact) {
-                        tracing::error!(core, error = %e, "compaction failed");
-                    }
-                    match handle.call_core_blocking(core, Request::Checkpoint) {
-                        Ok(Response::Done) => {}
-                        Ok(other) => tracing::error!(core, ?other, "unexpected checkpoint reply"),
-                        Err(e) => tracing::error!(core, error = %e, "checkpoint failed"),
-                    }
-                }
-            }
-            Err(flume::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    // A final checkpoint makes the next start replay nothing.
-    for core in 0..handle.cores() {
-        if let Err(e) = handle.call_core_blocking(core, Request::Checkpoint) {
-            tracing::error!(core, error = %e, "final checkpoint failed");
-        }
-    }
-    drop(handle);
-    rt.stop().map_err(|e| e.to_string())?;
-    println!("stopped");
-    Ok(())
+    tessera_gateway::server::run(args.into())
 }

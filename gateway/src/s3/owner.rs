@@ -1,0 +1,238 @@
+//! The work that runs on the core owning an object's partition: it holds the
+//! object layer, so the bytes of a PUT end up in its stores and the bytes of a GET
+//! leave from them. The connection's core reaches it with
+//! [`RuntimeHandle::submit`](tessera_engine::runtime::RuntimeHandle::submit) and
+//! talks to it through bounded channels of `Bytes` (ownership moves; nothing is
+//! copied between cores). S3 decisions (conditions, ranges) are made by the
+//! handler's `decide` closure, run here against the current metadata so the
+//! decision and the read see the same version.
+use std::rc::Rc;
+
+use bytes::Bytes;
+use tessera_engine::object::{DataLayout, ObjectError, ObjectInfo, ObjectLayer, PartInfo};
+use tessera_engine::runtime::CoreCx;
+
+use crate::s3::error::{S3Error, S3ErrorCode};
+
+/// One message of a body flowing to the owner.
+pub enum BodyMsg {
+    Data(Bytes),
+    /// The body ended; `Ok` carries what the commit needs, `Err` aborts the write
+    /// (bad digest, signature, client gone).
+    End(Result<Finalize, S3Error>),
+}
+
+/// What the connection's core learned from the whole body.
+pub struct Finalize {
+    pub etag: String,
+    pub headers: Vec<(String, String)>,
+    /// Checked against the current version right before the commit.
+    pub precondition: Option<Box<dyn Fn(Option<&ObjectInfo>) -> Result<(), S3Error> + Send>>,
+}
+
+/// Chunk of a response body; the error ends the response abruptly so a client
+/// never mistakes a failed read for a complete object.
+pub type BodyChunk = Result<Bytes, crate::http::BodyError>;
+
+fn producer_error(msg: String) -> crate::http::BodyError {
+    crate::http::BodyError::Producer(Box::new(std::io::Error::other(msg)))
+}
+
+/// Largest chunk the owner reads and hands over at once.
+pub const READ_CHUNK_BYTES: u64 = 1 << 20;
+
+pub fn object_error(e: ObjectError) -> S3Error {
+    match e {
+        ObjectError::NoSuchBucket => S3Error::new(S3ErrorCode::NoSuchBucket),
+        ObjectError::NoSuchKey => S3Error::new(S3ErrorCode::NoSuchKey),
+        ObjectError::NoSuchUpload => S3Error::new(S3ErrorCode::NoSuchUpload),
+        ObjectError::PreconditionFailed => S3Error::new(S3ErrorCode::PreconditionFailed),
+        ObjectError::Conflict => S3Error::new(S3ErrorCode::ConditionalRequestConflict),
+        ObjectError::Unavailable(m) => S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(m),
+        ObjectError::SlowDown => S3Error::new(S3ErrorCode::SlowDown),
+        ObjectError::TooLarge(m) => S3Error::new(S3ErrorCode::EntityTooLarge).with_message(m),
+        ObjectError::Invalid(m) => S3Error::new(S3ErrorCode::InvalidArgument).with_message(m),
+        ObjectError::Internal(m) => S3Error::new(S3ErrorCode::InternalError).with_message(m),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Metadata without the data layout, to send back to the connection's core.
+pub fn summary(info: &ObjectInfo) -> ObjectInfo {
+    ObjectInfo {
+        size: info.size,
+        etag: info.etag.clone(),
+        modified_ms: info.modified_ms,
+        headers: info.headers.clone(),
+        data: DataLayout::Inline(Vec::new()),
+        parts: info.parts.clone(),
+    }
+}
+
+/// What gets written: a whole object, or one part of an upload.
+pub enum PutTarget {
+    Object,
+    Part { upload_id: String, part_number: u32 },
+}
+
+/// Receives a body and commits it. Runs on the owner.
+pub async fn put(
+    cx: Rc<CoreCx>,
+    bucket: String,
+    key: String,
+    target: PutTarget,
+    rx: flume::Receiver<BodyMsg>,
+) -> Result<ObjectInfo, S3Error> {
+    let objects: Rc<ObjectLayer<_>> = cx.objects().clone();
+    if let PutTarget::Part { upload_id, .. } = &target {
+        objects.upload(&bucket, &key, upload_id).map_err(object_error)?;
+    }
+    let mut w = objects.writer(&bucket, &key, matches!(target, PutTarget::Object)).map_err(object_error)?;
+    let fin = loop {
+        match rx.recv_async().await {
+            Ok(BodyMsg::Data(b)) => w.write(&b).await.map_err(object_error)?,
+            Ok(BodyMsg::End(Ok(fin))) => break fin,
+            Ok(BodyMsg::End(Err(e))) => return Err(e),
+            Err(_) => return Err(S3Error::new(S3ErrorCode::IncompleteBody)),
+        }
+    };
+    let size = w.size();
+    match target {
+        PutTarget::Object => {
+            let data = w.finish().await.map_err(object_error)?;
+            let info =
+                ObjectInfo { size, etag: fin.etag, modified_ms: now_ms(), headers: fin.headers, data, parts: vec![] };
+            let failed = std::cell::RefCell::new(None);
+            let check = |cur: Option<&ObjectInfo>| match fin.precondition.as_ref().map(|p| p(cur)) {
+                Some(Err(e)) => {
+                    *failed.borrow_mut() = Some(e);
+                    false
+                }
+                _ => true,
+            };
+            let pre: Option<&dyn Fn(Option<&ObjectInfo>) -> bool> =
+                if fin.precondition.is_some() { Some(&check) } else { None };
+            match objects.commit_object(&bucket, &key, info, pre).await {
+                Ok(m) => Ok(summary(&m.info)),
+                Err(ObjectError::PreconditionFailed) => {
+                    Err(failed.take().unwrap_or_else(|| S3Error::new(S3ErrorCode::PreconditionFailed)))
+                }
+                Err(e) => Err(object_error(e)),
+            }
+        }
+        PutTarget::Part { upload_id, part_number } => {
+            let extent = w.finish_part().await.map_err(object_error)?;
+            let checksums = fin.headers.iter().filter(|(n, _)| n.starts_with("x-amz-checksum-")).cloned().collect();
+            let info = PartInfo { size, etag: fin.etag.clone(), modified_ms: now_ms(), checksums, extent };
+            objects.commit_part(&bucket, &key, &upload_id, part_number, info).await.map_err(object_error)?;
+            Ok(ObjectInfo {
+                size,
+                etag: fin.etag,
+                modified_ms: now_ms(),
+                headers: fin.headers,
+                data: DataLayout::Inline(vec![]),
+                parts: vec![],
+            })
+        }
+    }
+}
+
+/// A piece of a response body: object bytes, or literal bytes (multipart/byteranges
+/// delimiters).
+#[derive(Debug, Clone)]
+pub enum Segment {
+    Data { start: u64, end: u64 },
+    Literal(Bytes),
+}
+
+/// What the handler decided to send.
+#[derive(Debug)]
+pub struct ReadPlan {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub segments: Vec<Segment>,
+}
+
+impl ReadPlan {
+    pub fn body_len(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Data { start, end } => end - start,
+                Segment::Literal(b) => b.len() as u64,
+            })
+            .sum()
+    }
+}
+
+pub type Decide = Box<dyn FnOnce(&ObjectInfo) -> Result<ReadPlan, S3Error> + Send>;
+
+/// Looks the object up, lets `decide` choose status and ranges against it, and
+/// streams the chosen bytes into `tx` from a task on this core. Returns the
+/// metadata and the plan at once; the body follows on `tx`.
+pub async fn read(
+    cx: Rc<CoreCx>,
+    bucket: String,
+    key: String,
+    decide: Decide,
+    tx: Option<flume::Sender<BodyChunk>>,
+) -> Result<(ObjectInfo, ReadPlan), S3Error> {
+    let objects = cx.objects().clone();
+    let meta = objects.head(&bucket, &key).map_err(object_error)?;
+    let plan = decide(&meta.info)?;
+    let info = summary(&meta.info);
+    let Some(tx) = tx else { return Ok((info, plan)) };
+    let segments = plan.segments.clone();
+    if segments.is_empty() {
+        return Ok((info, plan));
+    }
+    let reader = objects.reader(&bucket, &key, &meta);
+    // Inline objects: one metadata read, checked before any header is sent.
+    let inline = if matches!(meta.info.data, DataLayout::Inline(_)) {
+        Some(reader.inline_data().await.map_err(object_error)?)
+    } else {
+        None
+    };
+    glommio::spawn_local(async move {
+        for seg in segments {
+            match seg {
+                Segment::Literal(b) => {
+                    if tx.send_async(Ok(b)).await.is_err() {
+                        return;
+                    }
+                }
+                Segment::Data { start, end } => {
+                    let mut pos = start;
+                    while pos < end {
+                        let chunk = match &inline {
+                            Some(all) => Ok(all[pos as usize..end as usize].to_vec()),
+                            None => reader.read(pos, (end - pos).min(READ_CHUNK_BYTES)).await,
+                        };
+                        match chunk {
+                            Ok(c) if !c.is_empty() => {
+                                pos += c.len() as u64;
+                                if tx.send_async(Ok(Bytes::from(c))).await.is_err() {
+                                    return; // the client went away
+                                }
+                            }
+                            Ok(_) => {
+                                let _ = tx.send_async(Err(producer_error("object shorter than its size".into()))).await;
+                                return;
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "read failed mid-response: aborting the connection");
+                                let _ = tx.send_async(Err(producer_error(e.to_string()))).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .detach();
+    Ok((info, plan))
+}
