@@ -70,8 +70,13 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
         return Err(format!("--inline-bytes-max must be at most {INLINE_BYTES_MAX_LIMIT}"));
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for d in &drives {
+        if d.exists() && !d.is_dir() {
+            return Err(format!("drive {} exists and is not a directory", d.display()));
+        }
+    }
+    let (k, m) = default_geometry(drives.len()).map_err(|e| e.to_string())?;
     let (dep, status) = deployment::open_or_create(&drives, || {
-        let (k, m) = default_geometry(drives.len()).unwrap_or((1, 1));
         let mut rng = rand::thread_rng();
         Deployment {
             set_id: rng.gen(),

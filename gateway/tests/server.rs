@@ -7,12 +7,18 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
+/// A port nobody listens on now (the kernel's pick, released for the server).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// Starts the server and returns it with the stdout lines up to "ready".
 fn start(data: &std::path::Path, extra: &[&str]) -> (Child, Vec<String>, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .args(["server", "--data"])
         .arg(data)
-        .args(["--cores", "2", "--no-pin", "--io-memory", "1048576"])
+        .args(["--cores", "2", "--no-pin", "--io-memory", "1048576", "--address"])
+        .arg(format!("127.0.0.1:{}", free_port()))
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -44,7 +50,8 @@ fn stop(mut child: Child, rx: mpsc::Receiver<String>) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert!(status.success(), "clean exit after SIGTERM: {status:?}");
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The reader thread ends at EOF, after the child exited: nothing is missed.
+    let rest: Vec<String> = rx.iter().collect();
     assert!(rest.iter().any(|l| l == "stopped"), "{rest:?}");
 }
 
@@ -83,15 +90,19 @@ fn bad_arguments_are_clear_errors() {
 
     let out = Command::new(BIN).args(["server", "--cores", "0", "--data"]).arg(tmp.path().join("d")).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cores must be"), "{:?}", out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cores 0 outside"), "{:?}", out);
 
     // Data written by 2 cores is not opened by 1: partitions would be looked up in
     // the wrong place.
     let data = tmp.path().join("data");
-    let (child, _, rx) = start(&data, &["--drive-count", "1"]);
+    let (child, _, rx) = start(&data, &["--drive-count", "2"]);
     stop(child, rx);
     let out =
-        Command::new(BIN).args(["server", "--drive-count", "1", "--cores", "1", "--data"]).arg(&data).output().unwrap();
+        Command::new(BIN).args(["server", "--drive-count", "2", "--cores", "1", "--data"]).arg(&data).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only 1 cores are configured"), "{:?}", out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("laid out for 2 cores"), "{:?}", out);
+    // One drive cannot hold an erasure-coded object.
+    let out = Command::new(BIN).args(["server", "--drive-count", "1", "--data"]).arg(tmp.path().join("one")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2 drives"), "{:?}", out);
 }

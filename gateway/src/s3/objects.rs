@@ -300,7 +300,8 @@ pub async fn get_object(
         return Ok(r);
     }
     if plan.status != 416 {
-        object_headers(&mut r, &info, checksum_mode);
+        // A checksum describes the whole object: never sent with part of it.
+        object_headers(&mut r, &info, checksum_mode && plan.status == 200 && part_number.is_none());
         for (q, h) in RESPONSE_OVERRIDES {
             if let Some(v) = req.query(q) {
                 r.header(h, &v);
@@ -327,7 +328,9 @@ pub async fn delete_object(gw: &Rc<Gateway>, bucket: &str, key: &str) -> Result<
     let (b, k) = (bucket.to_string(), key.to_string());
     gw.cx
         .handle
-        .submit(core, move |cx| async move { cx.objects().delete_object(&b, &k).await.map_err(owner::object_error) })
+        .submit(core, move |cx| async move {
+            cx.objects().delete_object(&b, &k).await.map_err(|e| owner::named_error(e, &b, &k))
+        })
         .await
         .map_err(|e| S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(e.to_string()))??;
     Ok(Resp::new(StatusCode::NO_CONTENT))
@@ -464,7 +467,7 @@ pub async fn copy_object(
         Some((upload_id, n)) => PutTarget::Part { upload_id: upload_id.clone(), part_number: *n },
         None => PutTarget::Object,
     };
-    let mut source = SourceBody { rx, remaining: len };
+    let mut source = SourceBody { rx: rx.into_stream(), remaining: len };
     let body_stream = http_body_util::StreamBody::new(futures_lite::stream::poll_fn(move |cx| source.poll(cx)));
     let forwarded = Req {
         parts: {
@@ -499,9 +502,11 @@ pub async fn copy_object(
     Ok(Resp::xml(StatusCode::OK, xml))
 }
 
-/// The source object's bytes as a request body for the destination's owner.
+/// The source object's bytes as a request body for the destination's owner. The
+/// stream keeps its waker registered between polls (a fresh `recv_async` per poll
+/// would lose the wake-up).
 struct SourceBody {
-    rx: flume::Receiver<owner::BodyChunk>,
+    rx: flume::r#async::RecvStream<'static, owner::BodyChunk>,
     remaining: u64,
 }
 
@@ -510,21 +515,20 @@ impl SourceBody {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
-        use std::future::Future;
+        use futures_lite::Stream;
         if self.remaining == 0 {
             return std::task::Poll::Ready(None);
         }
-        let mut fut = self.rx.recv_async();
-        match std::pin::Pin::new(&mut fut).poll(cx) {
+        match std::pin::Pin::new(&mut self.rx).poll_next(cx) {
             std::task::Poll::Pending => std::task::Poll::Pending,
-            std::task::Poll::Ready(Ok(Ok(b))) => {
+            std::task::Poll::Ready(Some(Ok(b))) => {
                 self.remaining = self.remaining.saturating_sub(b.len() as u64);
                 std::task::Poll::Ready(Some(Ok(http_body::Frame::data(b))))
             }
-            std::task::Poll::Ready(Ok(Err(e))) => {
+            std::task::Poll::Ready(Some(Err(e))) => {
                 std::task::Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))))
             }
-            std::task::Poll::Ready(Err(_)) => {
+            std::task::Poll::Ready(None) => {
                 std::task::Poll::Ready(Some(Err(std::io::Error::other("copy source ended early"))))
             }
         }

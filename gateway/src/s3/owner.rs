@@ -56,6 +56,15 @@ pub fn object_error(e: ObjectError) -> S3Error {
     }
 }
 
+/// [`object_error`] with the bucket and key S3 names in its error body.
+pub fn named_error(e: ObjectError, bucket: &str, key: &str) -> S3Error {
+    match e {
+        ObjectError::NoSuchBucket => S3Error::no_such_bucket(bucket),
+        ObjectError::NoSuchKey => S3Error::no_such_key(key),
+        e => object_error(e),
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -90,7 +99,8 @@ pub async fn put(
     if let PutTarget::Part { upload_id, .. } = &target {
         objects.upload(&bucket, &key, upload_id).map_err(object_error)?;
     }
-    let mut w = objects.writer(&bucket, &key, matches!(target, PutTarget::Object)).map_err(object_error)?;
+    let mut w =
+        objects.writer(&bucket, &key, matches!(target, PutTarget::Object)).map_err(|e| named_error(e, &bucket, &key))?;
     let fin = loop {
         match rx.recv_async().await {
             Ok(BodyMsg::Data(b)) => w.write(&b).await.map_err(object_error)?,
@@ -181,7 +191,7 @@ pub async fn read(
     tx: Option<flume::Sender<BodyChunk>>,
 ) -> Result<(ObjectInfo, ReadPlan), S3Error> {
     let objects = cx.objects().clone();
-    let meta = objects.head(&bucket, &key).map_err(object_error)?;
+    let meta = objects.head(&bucket, &key).map_err(|e| named_error(e, &bucket, &key))?;
     let plan = decide(&meta.info)?;
     let info = summary(&meta.info);
     let Some(tx) = tx else { return Ok((info, plan)) };
