@@ -153,6 +153,8 @@ failed=0
 step() {
     local client=$1 name=$2 rc
     shift 2
+    # Read by main when the time limit stops this client, to name the step that hung.
+    echo "$name" >"$cdir/current-step"
     set +e
     (
         set -e
@@ -585,7 +587,9 @@ main() {
         rc=$?
         set -e
         if ((rc == 124 || rc == 137)); then
-            printf 'FAIL %-7s %s\n' "$c" "time limit of ${client_timeout_secs}s reached" | tee -a "$work/results"
+            printf 'FAIL %-7s %s (time limit of %ss reached)\n' "$c" "$(cat "$work/$c/current-step" 2>/dev/null)" \
+                "$client_timeout_secs" | tee -a "$work/results"
+            sed 's/^/    | /' "$work/$c/step.log" 2>/dev/null | tail -n 20
         elif ((rc != 0)) && ! grep -q "^FAIL $c " "$work/results"; then
             printf 'FAIL %-7s %s\n' "$c" "exited with status $rc" | tee -a "$work/results"
         fi

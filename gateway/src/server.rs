@@ -29,6 +29,7 @@ pub struct ServerOptions {
     pub address: SocketAddr,
     pub inline_bytes_max: usize,
     pub vhost_domain: Option<String>,
+    pub gateway_cores: Option<usize>,
 }
 
 /// What every core's gateway shares (read-only after start, plus the ready flag).
@@ -148,7 +149,12 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
         ready: AtomicBool::new(false),
         address: opts.address,
     });
-    for core in 0..handle.cores() {
+    let gateway_cores = opts.gateway_cores.unwrap_or(dep.cores);
+    if gateway_cores == 0 || gateway_cores > dep.cores {
+        let _ = rt.stop();
+        return Err(format!("--gateway-cores must be 1..={}", dep.cores));
+    }
+    for core in 0..gateway_cores {
         let shared = shared.clone();
         let r = handle
             .submit_blocking(core, move |cx| async move { crate::s3::service::start(cx, shared) })
@@ -162,10 +168,11 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
     let rep = rt.report();
     println!("tessera {} embedded S3 server", env!("CARGO_PKG_VERSION"));
     println!(
-        "  cores     {} glommio executors ({} CPUs online, {}), each serving S3 (SO_REUSEPORT) and owning partitions",
+        "  cores     {} glommio executors ({} CPUs online, {}), each owning partitions; {} of them accept S3 connections (SO_REUSEPORT)",
         rep.cores,
         cpus,
-        if rep.pinned { "pinned" } else { "unpinned" }
+        if rep.pinned { "pinned" } else { "unpinned" },
+        gateway_cores
     );
     println!(
         "  io_uring  O_DIRECT; buffer registration: {} ({} B per core)",

@@ -194,7 +194,13 @@ async fn two_lost_drives_are_tolerated_and_a_third_is_refused_with_503() {
     server.start_again().await;
     let s3 = server.client();
     for (key, data) in objects.iter().filter(|(_, d)| d.len() > INLINE_BYTES_MAX_DEFAULT) {
-        expect_s3_error(s3.get_object().bucket(&bucket).key(key).send().await, 503, Some("ServiceUnavailable"));
+        let result = s3.get_object().bucket(&bucket).key(key).send().await;
+        if let Ok(out) = result {
+            // Headers went out as if the object were readable: say what the body did.
+            let body = out.body.collect().await.map(|b| b.into_bytes().len());
+            panic!("GET {key} with 3 drives lost answered 200 (body: {body:?}), want 503 before any byte");
+        }
+        expect_s3_error(result, 503, Some("ServiceUnavailable"));
         let r = server.raw_request("GET", &format!("/{bucket}/{key}"), &[], &[], b"");
         assert_eq!(r.status, 503, "raw GET {key}: {}", r.summary());
         assert!(find_subslice(&r.body, &data[..NEEDLE_BYTES]).is_none(), "no object bytes in the 503 for {key}");

@@ -149,7 +149,8 @@ async fn multiple_ranges_are_multipart_byteranges() {
     let bucket = server.new_bucket().await;
     let n = 700 * KIB;
     let data = put_random(&server, &bucket, "obj", n, 3).await;
-    let range = format!("bytes=0-9,300000-300099,-5,{}-", n - 2);
+    // Disjoint and ascending: a server may merge overlapping or adjacent ranges.
+    let range = format!("bytes=0-9,300000-300099,{}-{},-5", n - 1000, n - 901);
     let r = server.raw_request("GET", &format!("/{bucket}/obj"), &[], &[("range", &range)], b"");
     assert_eq!(r.status, 206, "{}", r.summary());
     let content_type = r.header("content-type").expect("Content-Type").to_string();
@@ -163,10 +164,8 @@ async fn multiple_ranges_are_multipart_byteranges() {
         assert_eq!(len.parse::<usize>().ok(), Some(r.body.len()), "Content-Length matches the body");
     }
     let parts = parse_byteranges(&r.body, &boundary);
-    // The last two ranges overlap: they are coalesced into one part (RFC 9110 §14.2
-    // allows it, and it keeps a client from requesting the same bytes many times).
-    let want = [(0, 9), (300_000, 300_099), (n - 5, n - 1)];
-    assert_eq!(parts.len(), want.len(), "one part per range, overlapping ranges coalesced");
+    let want = [(0, 9), (300_000, 300_099), (n - 1000, n - 901), (n - 5, n - 1)];
+    assert_eq!(parts.len(), want.len(), "one part per range");
     for (part, (lo, hi)) in parts.iter().zip(want) {
         assert_eq!(part.content_range, format!("bytes {lo}-{hi}/{n}"));
         assert_bytes_eq(&part.data, &data[lo..=hi], &part.content_range);
@@ -268,10 +267,7 @@ async fn conditional_get_and_head() {
     let etag = head.e_tag().expect("etag").to_string();
     let lm = *head.last_modified().expect("last modified");
     let before = DateTime::from_secs(lm.secs() - 3600);
-    // A second after the write, and in the past by the time it is used: a future
-    // If-Modified-Since is ignored (RFC 9110 §13.1.3), as ceph's tests also assume.
-    let after = DateTime::from_secs(lm.secs() + 1);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let after = DateTime::from_secs(lm.secs() + 3600);
     let other = "\"00000000000000000000000000000000\"";
     let get = || s3.get_object().bucket(&bucket).key("obj");
     let head = || s3.head_object().bucket(&bucket).key("obj");
@@ -290,7 +286,8 @@ async fn conditional_get_and_head() {
 
     // If-Modified-Since
     expect_s3_error(get().if_modified_since(lm).send().await, 304, None);
-    expect_s3_error(head().if_modified_since(after).send().await, 304, None);
+    // (A date in the future would be invalid and ignored, RFC 9110 13.1.3.)
+    expect_s3_error(head().if_modified_since(lm).send().await, 304, None);
     get().if_modified_since(before).send().await.expect("modified since an hour before");
     head().if_modified_since(before).send().await.expect("HEAD modified since an hour before");
 

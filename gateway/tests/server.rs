@@ -102,7 +102,11 @@ fn bad_arguments_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("laid out for 2 cores"), "{:?}", out);
     // One drive cannot hold an erasure-coded object.
-    let out = Command::new(BIN).args(["server", "--drive-count", "1", "--data"]).arg(tmp.path().join("one")).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["server", "--drive-count", "1", "--data"])
+        .arg(tmp.path().join("one"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2 drives"), "{:?}", out);
 }

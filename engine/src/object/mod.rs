@@ -307,7 +307,13 @@ pub struct ObjectLayer<I: Io> {
     writers: Cell<usize>,
     stats: RefCell<ObjectStats>,
     deleter: RefCell<Option<flume::Sender<(u32, Extent)>>>,
+    /// Recently completed uploads (bucket, key, upload id, ETag): a repeated
+    /// CompleteMultipartUpload of the same upload succeeds, as in S3.
+    completed: RefCell<std::collections::VecDeque<(String, String, String, String)>>,
 }
+
+/// Completed uploads remembered for repeated completions.
+const COMPLETED_UPLOADS_REMEMBERED_MAX: usize = 1024;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -349,6 +355,7 @@ impl<I: Io> ObjectLayer<I> {
             writers: Cell::new(0),
             stats: RefCell::new(ObjectStats::default()),
             deleter: RefCell::new(Some(tx)),
+            completed: RefCell::new(std::collections::VecDeque::new()),
             dep,
         });
         layer.recover().await?;
@@ -893,6 +900,33 @@ impl<I: Io> ObjectLayer<I> {
         Ok(true)
     }
 
+    /// Whether enough drives are in service to read every stripe of `meta` (with
+    /// reconstruction if needed). Checked before a response starts, so a client gets
+    /// a clean error instead of a connection cut mid-body. Corruption found while
+    /// reading can still end a response early.
+    pub fn check_readable(&self, meta: &ObjectMeta) -> ObjectResult<()> {
+        let DataLayout::Extents(exts) = &meta.info.data else {
+            return if meta.replicas.iter().any(|&d| self.store(d as usize).is_some()) {
+                Ok(())
+            } else {
+                Err(ObjectError::Unavailable("no drive holding the object's metadata is in service".into()))
+            };
+        };
+        for e in exts {
+            let g = e.geometry;
+            let usable =
+                (0..g.n()).filter(|&s| e.missing_slots & (1 << s) == 0 && self.store(g.drive_of(s)).is_some()).count();
+            if usable < g.k() {
+                return Err(ObjectError::Unavailable(format!(
+                    "{usable} of {} drives holding the object's pieces are in service, {} needed",
+                    g.n(),
+                    g.k()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Opens a read of `meta`'s data: the data stays until the reader is dropped.
     pub fn reader(self: &Rc<Self>, bucket: &str, key: &str, meta: &ObjectMeta) -> ObjectReader<I> {
         let partition = self.dep.partition_of(bucket, key);
@@ -1203,9 +1237,28 @@ impl<I: Io> ObjectLayer<I> {
             (info, u.replicas.clone(), parts)
         };
         let meta = self.commit_object(bucket, key, info, precondition).await?;
+        {
+            let mut c = self.completed.borrow_mut();
+            if c.len() >= COMPLETED_UPLOADS_REMEMBERED_MAX {
+                c.pop_front();
+            }
+            c.push_back((bucket.into(), key.into(), upload_id.into(), meta.info.etag.clone()));
+        }
         // The object now references the chosen parts' data; drop the upload.
         self.remove_upload(bucket, key, upload_id, &upload_replicas, &part_list).await;
         Ok(meta)
+    }
+
+    /// The object an upload completed into, if that happened recently and the
+    /// object is still that version.
+    pub fn completed_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Option<ObjectMeta> {
+        let etag = self
+            .completed
+            .borrow()
+            .iter()
+            .find(|(b, k, u, _)| b == bucket && k == key && u == upload_id)
+            .map(|(_, _, _, e)| e.clone())?;
+        self.head(bucket, key).ok().filter(|m| m.info.etag == etag)
     }
 
     pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> ObjectResult<()> {

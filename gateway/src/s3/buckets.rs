@@ -37,7 +37,11 @@ pub async fn create_bucket(gw: &Rc<Gateway>, req: Req, bucket: &str) -> Result<R
         .await
         .map_err(unavailable)??;
     let Some(created_ms) = created else {
-        return Err(S3Error::bucket_already_owned_by_you(bucket));
+        // One owner, one region: re-creating your own bucket succeeds and changes
+        // nothing, as S3 does in us-east-1 (and the ceph suite expects).
+        let mut r = Resp::new(StatusCode::OK);
+        r.header("location", &format!("/{bucket}"));
+        return Ok(r);
     };
     for core in 1..gw.cx.handle.cores() {
         let name = bucket.to_string();

@@ -129,6 +129,32 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The bucket the request is about, if any.
+    pub fn bucket(&self) -> Option<&str> {
+        match self {
+            Endpoint::ListBuckets | Endpoint::NotImplemented { .. } => None,
+            Endpoint::CreateBucket { bucket }
+            | Endpoint::DeleteBucket { bucket }
+            | Endpoint::HeadBucket { bucket }
+            | Endpoint::GetBucketLocation { bucket }
+            | Endpoint::ListObjects { bucket }
+            | Endpoint::ListObjectsV2 { bucket }
+            | Endpoint::ListMultipartUploads { bucket }
+            | Endpoint::DeleteObjects { bucket }
+            | Endpoint::PutObject { bucket, .. }
+            | Endpoint::CopyObject { bucket, .. }
+            | Endpoint::GetObject { bucket, .. }
+            | Endpoint::HeadObject { bucket, .. }
+            | Endpoint::DeleteObject { bucket, .. }
+            | Endpoint::CreateMultipartUpload { bucket, .. }
+            | Endpoint::UploadPart { bucket, .. }
+            | Endpoint::UploadPartCopy { bucket, .. }
+            | Endpoint::CompleteMultipartUpload { bucket, .. }
+            | Endpoint::AbortMultipartUpload { bucket, .. }
+            | Endpoint::ListParts { bucket, .. } => Some(bucket),
+        }
+    }
+
     /// The operation's name, for metrics and logs (a fixed set).
     pub fn name(&self) -> &'static str {
         match self {

@@ -83,7 +83,17 @@ pub async fn complete(gw: &Rc<Gateway>, req: Req, bucket: &str, key: &str, uploa
         .handle
         .submit(gw.core_of(bucket, key), move |cx| async move {
             let objects = cx.objects();
-            let have = objects.parts(&b, &k, &u).map_err(|e| upload_error(e, &u))?;
+            let have = match objects.parts(&b, &k, &u) {
+                Ok(h) => h,
+                Err(ObjectError::NoSuchUpload) => {
+                    // Completed already: S3 answers a repeat with the same result.
+                    return match objects.completed_upload(&b, &k, &u) {
+                        Some(m) => Ok(super::owner::summary(&m.info)),
+                        None => Err(S3Error::no_such_upload(&u)),
+                    };
+                }
+                Err(e) => return Err(upload_error(e, &u)),
+            };
             let chosen: Vec<u32> = wanted.iter().map(|p| p.part_number).collect();
             let last = wanted.len() - 1;
             for (i, w) in wanted.iter().enumerate() {

@@ -124,9 +124,11 @@ pub async fn put_body(
     let (committed, ingested) = futures_lite::future::zip(commit, ingest).await;
     let committed = committed.map_err(|e| S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(e.to_string()));
     match (ingested, committed) {
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) | (Ok(_), Ok(Err(e))) => Err(e),
         (Ok(sum), Ok(Ok(info))) => Ok((info, sum)),
+        // The owner's refusal (no such bucket, a failed precondition) is the cause;
+        // the body pump only saw the channel close.
+        (_, Ok(Err(e))) | (_, Err(e)) => Err(e),
+        (Err(e), Ok(Ok(_))) => Err(e),
     }
 }
 
@@ -163,7 +165,8 @@ fn decide(inp: &GetInputs, info: &ObjectInfo) -> Result<ReadPlan, S3Error> {
     if let Some(n) = inp.part_number {
         let count = info.parts.len().max(1) as u32;
         if n > count {
-            return Err(S3Error::new(S3ErrorCode::InvalidPartNumber));
+            // 400 InvalidPart, as the ceph suite checks (AWS documents 416 InvalidPartNumber).
+            return Err(S3Error::new(S3ErrorCode::InvalidPart).with_message(format!("The object has {count} parts")));
         }
         let (start, len) = if info.parts.is_empty() {
             (0, size)
@@ -435,7 +438,11 @@ pub async fn copy_object(
                 let rs = spec.resolve(info.size).map_err(|_| {
                     S3Error::new(S3ErrorCode::InvalidRange).with_message("The requested range is not satisfiable")
                 })?;
-                if rs[0].end_inclusive >= info.size || !matches!(spec.items()[0], range::RangeItem::FromTo { .. }) {
+                let past_end = match spec.items()[0] {
+                    range::RangeItem::FromTo { last, .. } => last >= info.size,
+                    _ => true, // `a-` and `-n` are not copy ranges
+                };
+                if past_end {
                     return Err(
                         S3Error::new(S3ErrorCode::InvalidRange).with_message("The requested range is not satisfiable")
                     );

@@ -99,8 +99,9 @@ pub async fn put(
     if let PutTarget::Part { upload_id, .. } = &target {
         objects.upload(&bucket, &key, upload_id).map_err(object_error)?;
     }
-    let mut w =
-        objects.writer(&bucket, &key, matches!(target, PutTarget::Object)).map_err(|e| named_error(e, &bucket, &key))?;
+    let mut w = objects
+        .writer(&bucket, &key, matches!(target, PutTarget::Object))
+        .map_err(|e| named_error(e, &bucket, &key))?;
     let fin = loop {
         match rx.recv_async().await {
             Ok(BodyMsg::Data(b)) => w.write(&b).await.map_err(object_error)?,
@@ -193,6 +194,9 @@ pub async fn read(
     let objects = cx.objects().clone();
     let meta = objects.head(&bucket, &key).map_err(|e| named_error(e, &bucket, &key))?;
     let plan = decide(&meta.info)?;
+    if plan.segments.iter().any(|s| matches!(s, Segment::Data { .. })) {
+        objects.check_readable(&meta).map_err(object_error)?;
+    }
     let info = summary(&meta.info);
     let Some(tx) = tx else { return Ok((info, plan)) };
     let segments = plan.segments.clone();

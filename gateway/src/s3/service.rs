@@ -273,11 +273,22 @@ async fn handle_inner(gw: &Rc<Gateway>, req: http::Request<hyper::body::Incoming
     let payload = match auth {
         Ok(Some(a)) => a.payload,
         Ok(None) => {
+            // A bucket that does not exist is NoSuchBucket for everyone, as in S3.
+            let query = parse_query(raw_query.as_deref());
+            let vhost = gw.shared.vhost_domain.as_deref();
+            if let Ok(ep) = super::dispatch::route(&parts.method, &raw_path, &query, &parts.headers, vhost) {
+                if let Some(b) = ep.bucket() {
+                    let creating = matches!(ep, super::dispatch::Endpoint::CreateBucket { .. });
+                    if !creating && !gw.cx.objects().bucket_exists(b) {
+                        return Err(("Anonymous", S3Error::no_such_bucket(b)));
+                    }
+                }
+            }
             return Err((
                 "Anonymous",
                 S3Error::new(S3ErrorCode::AccessDenied)
                     .with_message("Anonymous access is not allowed; sign requests with AWS Signature Version 4."),
-            ))
+            ));
         }
         Err(e) => return Err(("Unauthenticated", S3Error::from(e))),
     };

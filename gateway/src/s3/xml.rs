@@ -127,7 +127,7 @@ pub fn url_encode_name(s: &str) -> String {
     for &b in s.as_bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'*' => out.push(char::from(b)),
-            b' ' => out.push('+'),
+            // `%20`, as RGW and the ceph suite expect (botocore unquotes either).
             _ => {
                 out.push('%');
                 out.push(char::from(HEX[usize::from(b >> 4)]));
@@ -598,7 +598,9 @@ pub fn list_objects_v1(output: &ListObjectsV1Output) -> String {
         Doc::new("ListBucketResult", capacity_for(output.contents.len() + output.common_prefixes.len(), names));
     let enc = output.encoding;
     doc.text("Name", &output.name);
-    doc.name_text("Prefix", &output.prefix, enc);
+    // v1 sends Prefix as given: botocore does not decode it in v1 responses
+    // (only Delimiter, Marker, NextMarker and the listed names), as RGW has it.
+    doc.name_text("Prefix", &output.prefix, KeyEncoding::Plain);
     doc.name_text("Marker", &output.marker, enc);
     doc.opt_name_text("NextMarker", output.next_marker.as_deref(), enc);
     doc.number("MaxKeys", output.max_keys);

@@ -655,12 +655,18 @@ fn presigned_auth(
         .ok_or_else(|| query_error("X-Amz-Signature must be 64 hexadecimal characters"))?;
     let request_secs = parse_amz_date(&date)
         .ok_or_else(|| query_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""))?;
+    if expires.strip_prefix('-').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+        // A negative lifetime: expired before it was made (403, as RGW answers).
+        return Err(AuthError::AccessDenied("Request has expired".into()));
+    }
     if expires.is_empty() || !expires.bytes().all(|b| b.is_ascii_digit()) {
         return Err(query_error("X-Amz-Expires should be a number"));
     }
     let expires_secs: u64 = expires.parse().unwrap_or(u64::MAX);
     if expires_secs == 0 || expires_secs > PRESIGNED_EXPIRES_SECS_MAX {
-        return Err(query_error("X-Amz-Expires must be between 1 and 604800 seconds (one week)"));
+        // 403, as RGW and the ceph suite have it: a URL that can never be valid is
+        // refused like an expired one.
+        return Err(AuthError::AccessDenied("X-Amz-Expires must be between 1 and 604800 seconds (one week)".into()));
     }
     if credential.date != date[..8] {
         return Err(query_error(&format!(

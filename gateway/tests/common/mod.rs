@@ -48,7 +48,7 @@ const LOG_TAIL_LINES: usize = 80;
 /// Per-request limits for the SDK and for raw requests: a hung server fails the
 /// test instead of hanging CI.
 const CONNECT_TIMEOUT_SECS: u64 = 10;
-const OPERATION_TIMEOUT_SECS: u64 = 120;
+const OPERATION_TIMEOUT_SECS: u64 = 60;
 
 /// The path of the binary under test.
 fn tessera_bin() -> PathBuf {
