@@ -14,3 +14,7 @@ export TESSERA_ISAL="${TESSERA_ISAL:-1}"
 cargo test --workspace --locked
 # The benches must keep compiling; they are run by scripts/bench-*.sh, not here.
 cargo build --workspace --benches --locked
+# Real clients against the real binary: AWS CLI, boto3, s3cmd and rclone (installed
+# into ~/.cache/tessera-venv and with apt when missing). The debug binary cargo test
+# just built is enough to check behaviour.
+TESSERA_BIN="$CARGO_TARGET_DIR/debug/tessera" bash scripts/clients-smoke.sh
