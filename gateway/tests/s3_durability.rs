@@ -285,6 +285,15 @@ async fn corrupted_shard_is_detected_and_repaired_on_read() {
     let out =
         s3.get_object().bucket(&bucket).key("victim").range(format!("bytes={lo}-{hi}")).send().await.expect("range");
     assert_bytes_eq(&body_bytes(out).await, &data[lo..=hi], "range within the corrupted sector");
+    // And it was noticed, not silently read around: the reads were degraded.
+    let r = server.raw_request("GET", "/metrics", &[], &[], b"");
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let degraded: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("tessera_degraded_reads_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(degraded >= 3.0, "each of the 3 reads rebuilt the bad stripe, metrics say {degraded}:\n{text}");
 }
 
 #[tokio::test]

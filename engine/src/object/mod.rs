@@ -581,64 +581,68 @@ impl<I: Io> ObjectLayer<I> {
             }
         }
         self.next_version.set(max_version + 1);
-        let mut st = self.state.borrow_mut();
-        let mut parts: Vec<(String, String, String, u32, PartEntry)> = Vec::new();
-        for (_, seen) in best {
-            let version = seen.rec.version;
-            match seen.rec.entry {
-                MetaEntry::Bucket { name, bucket: Some(b) } => {
-                    st.buckets
-                        .insert(name, BucketEntry { created_ms: b.created_ms, replicas: seen.drives, deleting: false });
-                }
-                MetaEntry::Object { bucket, key, object: Some(mut info) } => {
-                    if let DataLayout::Inline(bytes) = &mut info.data {
-                        *bytes = Vec::new();
+        // The index is built without awaiting: no borrow is held across IO.
+        let orphans: Vec<(u128, u32)> = {
+            let mut st = self.state.borrow_mut();
+            let mut parts: Vec<(String, String, String, u32, PartEntry)> = Vec::new();
+            for (_, seen) in best {
+                let version = seen.rec.version;
+                match seen.rec.entry {
+                    MetaEntry::Bucket { name, bucket: Some(b) } => {
+                        st.buckets.insert(
+                            name,
+                            BucketEntry { created_ms: b.created_ms, replicas: seen.drives, deleting: false },
+                        );
                     }
-                    add_refs(&mut st.data_refs, &info.data);
-                    st.objects
-                        .entry(bucket)
-                        .or_default()
-                        .insert(key, ObjectMeta { version, info: Rc::new(info), replicas: seen.drives });
+                    MetaEntry::Object { bucket, key, object: Some(mut info) } => {
+                        if let DataLayout::Inline(bytes) = &mut info.data {
+                            *bytes = Vec::new();
+                        }
+                        add_refs(&mut st.data_refs, &info.data);
+                        st.objects
+                            .entry(bucket)
+                            .or_default()
+                            .insert(key, ObjectMeta { version, info: Rc::new(info), replicas: seen.drives });
+                    }
+                    MetaEntry::Upload { bucket, key, upload_id, upload: Some(info) } => {
+                        st.uploads.insert(
+                            (bucket, key, upload_id),
+                            UploadEntry { info, replicas: seen.drives, parts: BTreeMap::new() },
+                        );
+                    }
+                    MetaEntry::Part { bucket, key, upload_id, part_number, part: Some(info) } => {
+                        parts.push((bucket, key, upload_id, part_number, PartEntry { info, replicas: seen.drives }));
+                    }
+                    _ => {} // deletion markers: nothing to index
                 }
-                MetaEntry::Upload { bucket, key, upload_id, upload: Some(info) } => {
-                    st.uploads.insert(
-                        (bucket, key, upload_id),
-                        UploadEntry { info, replicas: seen.drives, parts: BTreeMap::new() },
-                    );
-                }
-                MetaEntry::Part { bucket, key, upload_id, part_number, part: Some(info) } => {
-                    parts.push((bucket, key, upload_id, part_number, PartEntry { info, replicas: seen.drives }));
-                }
-                _ => {} // deletion markers: nothing to index
             }
-        }
-        // A completed upload whose cleanup the crash interrupted: its parts are the
-        // object's extents now. Drop the upload from the index (its records are
-        // tombstoned lazily by a later abort/complete of the same id: never).
-        let object_refs = st.data_refs.clone();
-        for (bucket, key, upload_id, n, part) in parts {
-            let id = (bucket, key, upload_id);
-            if let Some(u) = st.uploads.get_mut(&id) {
-                u.parts.insert(n, part);
+            // A completed upload whose cleanup the crash interrupted: its parts are the
+            // object's extents now. Drop the upload from the index (its records are
+            // tombstoned lazily by a later abort/complete of the same id: never).
+            let object_refs = st.data_refs.clone();
+            for (bucket, key, upload_id, n, part) in parts {
+                let id = (bucket, key, upload_id);
+                if let Some(u) = st.uploads.get_mut(&id) {
+                    u.parts.insert(n, part);
+                }
             }
-        }
-        let finished: Vec<_> = st
-            .uploads
-            .iter()
-            .filter(|(_, u)| u.parts.values().any(|p| object_refs.contains_key(&p.info.extent.data_id)))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in finished {
-            st.uploads.remove(&k);
-        }
-        let part_extents: Vec<Extent> =
-            st.uploads.values().flat_map(|u| u.parts.values().map(|p| p.info.extent)).collect();
-        for e in part_extents {
-            *st.data_refs.entry(e.data_id).or_default() += 1;
-        }
-        // Pieces nobody references: a crash between data and metadata.
-        let orphans: Vec<(u128, u32)> = data.into_iter().filter(|(id, _)| !st.data_refs.contains_key(id)).collect();
-        drop(st);
+            let finished: Vec<_> = st
+                .uploads
+                .iter()
+                .filter(|(_, u)| u.parts.values().any(|p| object_refs.contains_key(&p.info.extent.data_id)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in finished {
+                st.uploads.remove(&k);
+            }
+            let part_extents: Vec<Extent> =
+                st.uploads.values().flat_map(|u| u.parts.values().map(|p| p.info.extent)).collect();
+            for e in part_extents {
+                *st.data_refs.entry(e.data_id).or_default() += 1;
+            }
+            // Pieces nobody references: a crash between data and metadata.
+            data.into_iter().filter(|(id, _)| !st.data_refs.contains_key(id)).collect()
+        };
         for (id, p) in orphans {
             let mut removed = 0;
             for d in 0..self.dep.drives {

@@ -1654,11 +1654,7 @@ mod tests {
         let cases = [
             base.replace("&X-Amz-Date=20130524T000000Z", ""),
             base.replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA1"),
-            base.replace("86400", "0"),
-            base.replace("86400", "604801"),
-            base.replace("86400", "-1"),
             base.replace("86400", "1d"),
-            base.replace("86400", "99999999999999999999999"),
             base.replace("20130524T000000Z", "20130524"),
             base.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=range"),
             base.replace("%2Fs3%2F", "%2Fsqs%2F"),
@@ -1669,6 +1665,13 @@ mod tests {
         for query in cases {
             let result = auth(&Method::GET, "/test.txt", Some(&query), &h, at(EXAMPLE_DATE));
             assert!(matches!(result, Err(AuthError::AuthorizationQueryParametersError(_))), "{query}: {result:?}");
+        }
+        // A lifetime that can never be valid (too long, zero, negative) is refused like
+        // an expired URL: 403, as RGW answers and the ceph suite checks.
+        for expires in ["99999999999999999999999", "0", "604801", "-1000"] {
+            let query = base.replace("86400", expires);
+            let result = auth(&Method::GET, "/test.txt", Some(&query), &h, at(EXAMPLE_DATE));
+            assert!(matches!(result, Err(AuthError::AccessDenied(_))), "{query}: {result:?}");
         }
         let streaming = format!("{base}&X-Amz-Content-Sha256={STREAMING_SIGNED_PAYLOAD}");
         assert!(matches!(
