@@ -128,7 +128,7 @@ impl Deployment {
         if self.partitions == 0 || self.partitions > 1 << 20 {
             return Err(format!("partitions {} outside 1..=2^20", self.partitions));
         }
-        if self.chunk_bytes == 0 || self.chunk_bytes % 4096 != 0 || self.chunk_bytes > 16 << 20 {
+        if self.chunk_bytes == 0 || !self.chunk_bytes.is_multiple_of(4096) || self.chunk_bytes > 16 << 20 {
             return Err(format!(
                 "chunk-bytes {} must be a positive multiple of 4096, at most 16 MiB",
                 self.chunk_bytes

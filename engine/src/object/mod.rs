@@ -101,6 +101,9 @@ pub enum ObjectError {
 
 pub type ObjectResult<T> = Result<T, ObjectError>;
 
+/// A check of the current version of a key right before a commit replaces it.
+pub type Precondition<'a> = &'a dyn Fn(Option<&ObjectInfo>) -> bool;
+
 fn keyed_hasher(key: u128) -> SipHasher13 {
     SipHasher13::new_with_keys(key as u64, (key >> 64) as u64)
 }
@@ -428,10 +431,9 @@ impl<I: Io> ObjectLayer<I> {
     fn codec_for(&self, g: &Geometry) -> ObjectResult<std::cell::RefMut<'_, BoxedCodec>> {
         let id = (g.codec, g.k, g.m);
         let mut codecs = self.codecs.borrow_mut();
-        if !codecs.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = codecs.entry(id) {
             let kind = codec_of(g.codec).ok_or_else(|| ObjectError::Internal(format!("unknown codec {}", g.codec)))?;
-            let c = new_codec(kind, g.k as usize, g.m as usize).map_err(|e| ObjectError::Internal(e.to_string()))?;
-            codecs.insert(id, c);
+            slot.insert(new_codec(kind, g.k as usize, g.m as usize).map_err(|e| ObjectError::Internal(e.to_string()))?);
         }
         Ok(std::cell::RefMut::map(codecs, |c| c.get_mut(&id).expect("inserted above")))
     }
@@ -801,7 +803,7 @@ impl<I: Io> ObjectLayer<I> {
         bucket: &str,
         key: &str,
         info: ObjectInfo,
-        precondition: Option<&dyn Fn(Option<&ObjectInfo>) -> bool>,
+        precondition: Option<Precondition<'_>>,
     ) -> ObjectResult<ObjectMeta> {
         self.check_bucket_writable(bucket)?;
         let id = (bucket.to_string(), key.to_string());
@@ -1217,7 +1219,7 @@ impl<I: Io> ObjectLayer<I> {
         upload_id: &str,
         chosen: &[u32],
         build: impl FnOnce(&UploadInfo, &[(u32, &PartInfo)]) -> ObjectResult<ObjectInfo>,
-        precondition: Option<&dyn Fn(Option<&ObjectInfo>) -> bool>,
+        precondition: Option<Precondition<'_>>,
     ) -> ObjectResult<ObjectMeta> {
         let id = (bucket.to_string(), key.to_string(), upload_id.to_string());
         let (info, upload_replicas, part_list) = {
@@ -1675,10 +1677,10 @@ impl<I: Io> ObjectLayer<I> {
                 .map_err(|e| ObjectError::Internal(e.to_string()))?;
         }
         let mut out = Vec::with_capacity((b - a) as usize);
-        for i in first..=last {
+        for (i, shard) in shards.iter().enumerate().take(last + 1).skip(first) {
             let lo = (a.max(i as u64 * len) - i as u64 * len) as usize;
             let hi = (b.min((i as u64 + 1) * len) - i as u64 * len) as usize;
-            out.extend_from_slice(&shards[i][lo..hi]);
+            out.extend_from_slice(&shard[lo..hi]);
         }
         Ok(out)
     }

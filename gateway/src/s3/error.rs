@@ -374,6 +374,37 @@ impl From<XmlError> for S3Error {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Errors of the other layers, mapped here and nowhere else.
+// ---------------------------------------------------------------------------
+
+/// Errors named after the S3 code they become keep their message; an unknown
+/// name (a bug) becomes `fallback`.
+fn named(code: &str, fallback: S3ErrorCode, message: String) -> S3Error {
+    S3Error::new(S3ErrorCode::from_name(code).unwrap_or(fallback)).with_message(message)
+}
+
+impl From<crate::sigv4::AuthError> for S3Error {
+    fn from(e: crate::sigv4::AuthError) -> S3Error {
+        named(e.s3_code(), S3ErrorCode::AccessDenied, e.to_string())
+    }
+}
+
+impl From<super::checksum::ChecksumError> for S3Error {
+    fn from(e: super::checksum::ChecksumError) -> S3Error {
+        named(e.s3_code(), S3ErrorCode::InvalidRequest, e.to_string())
+    }
+}
+
+impl From<super::conditional::PutFailed> for S3Error {
+    fn from(e: super::conditional::PutFailed) -> S3Error {
+        match e {
+            super::conditional::PutFailed::PreconditionFailed => S3Error::new(S3ErrorCode::PreconditionFailed),
+            super::conditional::PutFailed::NoSuchKey => S3Error::new(S3ErrorCode::NoSuchKey),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,36 +572,5 @@ mod tests {
             }
         }
         assert_eq!(texts, ["NoSuchKey", "The specified key does not exist.", "/bkt/a&b", "REQ", "a&b <c>\u{7}"]);
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Errors of the other layers, mapped here and nowhere else.
-// ---------------------------------------------------------------------------
-
-/// Errors named after the S3 code they become keep their message; an unknown
-/// name (a bug) becomes `fallback`.
-fn named(code: &str, fallback: S3ErrorCode, message: String) -> S3Error {
-    S3Error::new(S3ErrorCode::from_name(code).unwrap_or(fallback)).with_message(message)
-}
-
-impl From<crate::sigv4::AuthError> for S3Error {
-    fn from(e: crate::sigv4::AuthError) -> S3Error {
-        named(e.s3_code(), S3ErrorCode::AccessDenied, e.to_string())
-    }
-}
-
-impl From<super::checksum::ChecksumError> for S3Error {
-    fn from(e: super::checksum::ChecksumError) -> S3Error {
-        named(e.s3_code(), S3ErrorCode::InvalidRequest, e.to_string())
-    }
-}
-
-impl From<super::conditional::PutFailed> for S3Error {
-    fn from(e: super::conditional::PutFailed) -> S3Error {
-        match e {
-            super::conditional::PutFailed::PreconditionFailed => S3Error::new(S3ErrorCode::PreconditionFailed),
-            super::conditional::PutFailed::NoSuchKey => S3Error::new(S3ErrorCode::NoSuchKey),
-        }
     }
 }

@@ -138,7 +138,7 @@ pub async fn complete(gw: &Rc<Gateway>, req: Req, bucket: &str, key: &str, uploa
                     false
                 }
             };
-            let pre: Option<&dyn Fn(Option<&ObjectInfo>) -> bool> =
+            let pre: Option<tessera_engine::object::Precondition<'_>> =
                 if cond.is_unconditional() { None } else { Some(&check) };
             match objects.complete_upload(&b, &k, &u, &chosen, build, pre).await {
                 Ok(m) => Ok(super::owner::summary(&m.info)),

@@ -76,6 +76,8 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 }
 
 /// Streams a request body to the owner of `bucket/key` and commits it there.
+// Every argument is a distinct input of the one PUT path (object, part, copy).
+#[allow(clippy::too_many_arguments)]
 pub async fn put_body(
     gw: &Rc<Gateway>,
     req: Req,
@@ -105,12 +107,11 @@ pub async fn put_body(
                     headers_to_store.push((c.algorithm().header_name().to_string(), c.to_base64()));
                 }
                 let etag = ing.md5.etag();
-                let precondition: Option<Box<dyn Fn(Option<&ObjectInfo>) -> Result<(), S3Error> + Send>> =
-                    precondition.filter(|p| !p.is_unconditional()).map(|p| {
-                        Box::new(move |cur: Option<&ObjectInfo>| {
-                            p.check(cur.map(|c| c.etag.as_str())).map_err(S3Error::from)
-                        }) as Box<dyn Fn(Option<&ObjectInfo>) -> Result<(), S3Error> + Send>
-                    });
+                let precondition: Option<owner::PutCheck> = precondition.filter(|p| !p.is_unconditional()).map(|p| {
+                    Box::new(move |cur: Option<&ObjectInfo>| {
+                        p.check(cur.map(|c| c.etag.as_str())).map_err(S3Error::from)
+                    }) as owner::PutCheck
+                });
                 let _ =
                     tx.send_async(BodyMsg::End(Ok(Finalize { etag, headers: headers_to_store, precondition }))).await;
                 Ok(ing.checksum)

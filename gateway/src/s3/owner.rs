@@ -22,12 +22,15 @@ pub enum BodyMsg {
     End(Result<Finalize, S3Error>),
 }
 
+/// A PUT's condition on the version it replaces, checked by the owner.
+pub type PutCheck = Box<dyn Fn(Option<&ObjectInfo>) -> Result<(), S3Error> + Send>;
+
 /// What the connection's core learned from the whole body.
 pub struct Finalize {
     pub etag: String,
     pub headers: Vec<(String, String)>,
     /// Checked against the current version right before the commit.
-    pub precondition: Option<Box<dyn Fn(Option<&ObjectInfo>) -> Result<(), S3Error> + Send>>,
+    pub precondition: Option<PutCheck>,
 }
 
 /// Chunk of a response body; the error ends the response abruptly so a client
@@ -124,7 +127,7 @@ pub async fn put(
                 }
                 _ => true,
             };
-            let pre: Option<&dyn Fn(Option<&ObjectInfo>) -> bool> =
+            let pre: Option<tessera_engine::object::Precondition<'_>> =
                 if fin.precondition.is_some() { Some(&check) } else { None };
             match objects.commit_object(&bucket, &key, info, pre).await {
                 Ok(m) => Ok(summary(&m.info)),
