@@ -40,7 +40,7 @@ import sys, boto3
 from botocore.config import Config
 s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:$port", aws_access_key_id="$TESSERA_ACCESS_KEY",
                   aws_secret_access_key="$TESSERA_SECRET_KEY", region_name="us-east-1",
-                  config=Config(s3={"addressing_style": "path"}))
+                  config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
 cmd = sys.argv[1]
 if cmd == "setup":
     s3.create_bucket(Bucket="bench")
@@ -58,10 +58,16 @@ small_url="$(py small)"
 big_url="$(py big)"
 stop
 
-# wrk's "Requests/sec" and "Transfer/sec" lines.
+# wrk's "Requests/sec" and "Transfer/sec" lines; any error response voids the run
+# (wrk counts a 403 as a request like any other).
 measure() {
     local url=$1 conns=$2 out
     out="$(wrk -t2 -c"$conns" -d"${duration}s" "$url")"
+    if echo "$out" | grep -q "Non-2xx"; then
+        echo "error responses during the run:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
     echo "$out" | awk '/Requests\/sec/ {r=$2} /Transfer\/sec/ {t=$2} END {print r, t}'
 }
 

@@ -215,12 +215,15 @@ async fn handle(gw: Rc<Gateway>, req: http::Request<hyper::body::Incoming>, conn
     resp.header("x-amz-id-2", &request_id);
     resp.header("server", "Tessera");
     let status = resp.status.as_u16();
-    let bytes_sent = resp
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let bytes_sent = if method == http::Method::HEAD {
+        0
+    } else {
+        resp.headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
     let duration_us = started.elapsed().as_micros() as u64;
     gw.metrics.borrow().record(&RequestRecord {
         op,
