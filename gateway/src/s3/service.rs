@@ -192,6 +192,10 @@ async fn handle(gw: Rc<Gateway>, req: http::Request<hyper::body::Incoming>, conn
     let started = Instant::now();
     let request_id = gw.next_request_id();
     let method = req.method().clone();
+    // The body's size as declared (decoded size for aws-chunked uploads).
+    let declared =
+        |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let bytes_received = declared("x-amz-decoded-content-length").or_else(|| declared("content-length")).unwrap_or(0);
     let path = req.uri().path().to_string();
     let (op, result) = match handle_inner(&gw, req, &request_id).await {
         Ok((op, r)) => (op, Ok(r)),
@@ -229,10 +233,12 @@ async fn handle(gw: Rc<Gateway>, req: http::Request<hyper::body::Incoming>, conn
         op,
         status,
         error_code,
-        bytes_received: 0,
+        bytes_received,
         bytes_sent,
+        // Measured to the response head: for a streamed GET that is its time to
+        // first byte; the body's own transfer time is the client's to see.
         duration_us,
-        ttfb_us: None,
+        ttfb_us: (method == http::Method::GET).then_some(duration_us),
     });
     tracing::info!(target: "tessera::access", request_id, op, %method, path, status, bytes_sent, duration_us, peer = %conn.peer_addr);
     let mut out = http::Response::new(resp.body);
