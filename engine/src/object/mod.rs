@@ -933,6 +933,20 @@ impl<I: Io> ObjectLayer<I> {
         Ok(())
     }
 
+    /// Drops data that was written but whose commit failed (precondition, metadata
+    /// write): it is deleted unless something references it after all.
+    pub fn discard(&self, bucket: &str, key: &str, data: &DataLayout) {
+        let DataLayout::Extents(exts) = data else { return };
+        let partition = self.dep.partition_of(bucket, key);
+        {
+            let mut st = self.state.borrow_mut();
+            for e in exts {
+                drop_ref_unreferenced(&mut st, partition, *e);
+            }
+        }
+        self.flush_doomed();
+    }
+
     /// Opens a read of `meta`'s data: the data stays until the reader is dropped.
     pub fn reader(self: &Rc<Self>, bucket: &str, key: &str, meta: &ObjectMeta) -> ObjectReader<I> {
         let partition = self.dep.partition_of(bucket, key);

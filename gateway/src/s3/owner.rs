@@ -90,6 +90,14 @@ pub enum PutTarget {
     Part { upload_id: String, part_number: u32 },
 }
 
+/// The extents of a layout without inline bytes (what a discard needs).
+fn clone_layout(d: &DataLayout) -> DataLayout {
+    match d {
+        DataLayout::Extents(e) => DataLayout::Extents(e.clone()),
+        DataLayout::Inline(_) => DataLayout::Inline(Vec::new()),
+    }
+}
+
 /// Receives a body and commits it. Runs on the owner.
 pub async fn put(
     cx: Rc<CoreCx>,
@@ -117,6 +125,7 @@ pub async fn put(
     match target {
         PutTarget::Object => {
             let data = w.finish().await.map_err(object_error)?;
+            let written = clone_layout(&data);
             let info =
                 ObjectInfo { size, etag: fin.etag, modified_ms: now_ms(), headers: fin.headers, data, parts: vec![] };
             let failed = std::cell::RefCell::new(None);
@@ -129,19 +138,32 @@ pub async fn put(
             };
             let pre: Option<tessera_engine::object::Precondition<'_>> =
                 if fin.precondition.is_some() { Some(&check) } else { None };
-            match objects.commit_object(&bucket, &key, info, pre).await {
+            let r = objects.commit_object(&bucket, &key, info, pre).await;
+            // Refused before any metadata was written: the pieces are garbage now. (A
+            // failed metadata write may have left a replica that names them: those
+            // stay, and the object may appear whole after a restart.)
+            if matches!(r, Err(ObjectError::PreconditionFailed | ObjectError::Conflict | ObjectError::NoSuchBucket)) {
+                objects.discard(&bucket, &key, &written);
+            }
+            match r {
                 Ok(m) => Ok(summary(&m.info)),
                 Err(ObjectError::PreconditionFailed) => {
                     Err(failed.take().unwrap_or_else(|| S3Error::new(S3ErrorCode::PreconditionFailed)))
                 }
-                Err(e) => Err(object_error(e)),
+                Err(e) => Err(named_error(e, &bucket, &key)),
             }
         }
         PutTarget::Part { upload_id, part_number } => {
             let extent = w.finish_part().await.map_err(object_error)?;
             let checksums = fin.headers.iter().filter(|(n, _)| n.starts_with("x-amz-checksum-")).cloned().collect();
             let info = PartInfo { size, etag: fin.etag.clone(), modified_ms: now_ms(), checksums, extent };
-            objects.commit_part(&bucket, &key, &upload_id, part_number, info).await.map_err(object_error)?;
+            if let Err(e) = objects.commit_part(&bucket, &key, &upload_id, part_number, info).await {
+                // commit_part itself drops the data of a part whose upload is gone.
+                return Err(match e {
+                    ObjectError::NoSuchUpload => S3Error::no_such_upload(&upload_id),
+                    e => object_error(e),
+                });
+            }
             Ok(ObjectInfo {
                 size,
                 etag: fin.etag,
