@@ -24,7 +24,13 @@ async fn every_client_reads_its_own_writes_and_deletes() {
                 // Alternate small (inline, replicated) and large (erasure-coded) values.
                 let len = if (c + r) % 2 == 0 { 3 * KIB } else { 300 * KIB + (r as usize) * 7 };
                 let data = random_bytes(len, c * 1000 + r);
-                s3.put_object().bucket(&bucket).key(&key).body(ByteStream::from(data.clone())).send().await.expect("put");
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(ByteStream::from(data.clone()))
+                    .send()
+                    .await
+                    .expect("put");
                 let got = body_bytes(s3.get_object().bucket(&bucket).key(&key).send().await.expect("get")).await;
                 assert_bytes_eq(&got, &data, &format!("read after write of {key}"));
                 let listed = s3.list_objects_v2().bucket(&bucket).prefix(format!("c{c}/")).send().await.expect("list");
@@ -35,7 +41,10 @@ async fn every_client_reads_its_own_writes_and_deletes() {
                     expect_s3_error(s3.get_object().bucket(&bucket).key(&key).send().await, 404, Some("NoSuchKey"));
                     let listed =
                         s3.list_objects_v2().bucket(&bucket).prefix(format!("c{c}/")).send().await.expect("list");
-                    assert!(listed.contents().iter().all(|o| o.key() != Some(key.as_str())), "list after delete of {key}");
+                    assert!(
+                        listed.contents().iter().all(|o| o.key() != Some(key.as_str())),
+                        "list after delete of {key}"
+                    );
                 }
             }
         }));
@@ -43,7 +52,13 @@ async fn every_client_reads_its_own_writes_and_deletes() {
     // Readers racing the writers on a shared key: every read is one whole version.
     let s3 = server.client();
     let versions: Vec<Vec<u8>> = (0..4).map(|v| random_bytes(200 * KIB, 90 + v)).collect();
-    s3.put_object().bucket(&bucket).key("shared").body(ByteStream::from(versions[0].clone())).send().await.expect("put");
+    s3.put_object()
+        .bucket(&bucket)
+        .key("shared")
+        .body(ByteStream::from(versions[0].clone()))
+        .send()
+        .await
+        .expect("put");
     let writer = {
         let s3 = server.client();
         let bucket = bucket.clone();
@@ -51,7 +66,13 @@ async fn every_client_reads_its_own_writes_and_deletes() {
         tokio::spawn(async move {
             for i in 0..20 {
                 let v = versions[i % versions.len()].clone();
-                s3.put_object().bucket(&bucket).key("shared").body(ByteStream::from(v)).send().await.expect("put shared");
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key("shared")
+                    .body(ByteStream::from(v))
+                    .send()
+                    .await
+                    .expect("put shared");
             }
         })
     };
