@@ -111,3 +111,33 @@ async fn recreating_your_own_bucket_succeeds_and_keeps_it() {
     let got = body_bytes(s3.get_object().bucket(&bucket).key("k").send().await.expect("get")).await;
     assert_eq!(got, b"keep");
 }
+
+#[tokio::test]
+async fn acls_are_the_owners_full_control_and_only_private_can_be_set() {
+    let server = Server::start_default().await;
+    skip_if_external!(server, "checks Tessera's single-owner ACL answers");
+    let s3 = server.client();
+    let bucket = server.new_bucket().await;
+    s3.put_object().bucket(&bucket).key("k").body(ByteStream::from_static(b"x")).send().await.expect("put");
+    let acl = s3.get_bucket_acl().bucket(&bucket).send().await.expect("get bucket acl");
+    assert_eq!(acl.grants().len(), 1);
+    assert_eq!(acl.grants()[0].permission().map(|p| p.as_str()), Some("FULL_CONTROL"));
+    let acl = s3.get_object_acl().bucket(&bucket).key("k").send().await.expect("get object acl");
+    assert!(acl.owner().and_then(|o| o.id()).is_some_and(|id| !id.is_empty()));
+    s3.put_object_acl()
+        .bucket(&bucket)
+        .key("k")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::Private)
+        .send()
+        .await
+        .expect("private is what it is already");
+    expect_s3_error(
+        s3.put_bucket_acl().bucket(&bucket).acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead).send().await,
+        501,
+        Some("NotImplemented"),
+    );
+    expect_s3_error(s3.get_object_acl().bucket(&bucket).key("missing").send().await, 404, Some("NoSuchKey"));
+    // Still private: an unsigned read is refused.
+    let r = server.raw_unsigned("GET", &format!("/{bucket}/k"), &[], &[], b"");
+    assert_eq!(r.status, 403);
+}

@@ -311,3 +311,54 @@ fn decode_token(t: &str) -> Result<String, S3Error> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.as_bytes()).map_err(|_| bad())?;
     String::from_utf8(bytes).map_err(|_| bad())
 }
+
+/// The one policy there is: the owner has FULL_CONTROL.
+fn owner_policy() -> String {
+    let o = owner();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><AccessControlPolicy xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+         <Owner><ID>{id}</ID><DisplayName>{name}</DisplayName></Owner><AccessControlList>\
+         <Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\">\
+         <ID>{id}</ID><DisplayName>{name}</DisplayName></Grantee><Permission>FULL_CONTROL</Permission></Grant>\
+         </AccessControlList></AccessControlPolicy>",
+        id = o.id,
+        name = o.display_name
+    )
+}
+
+async fn check_target(gw: &Rc<Gateway>, bucket: &str, key: Option<&str>) -> Result<(), S3Error> {
+    gw.check_bucket(bucket)?;
+    if let Some(k) = key {
+        let (b, k2) = (bucket.to_string(), k.to_string());
+        gw.cx
+            .handle
+            .submit(gw.core_of(bucket, k), move |cx| async move {
+                cx.objects().head(&b, &k2).map(|_| ()).map_err(|e| super::owner::named_error(e, &b, &k2))
+            })
+            .await
+            .map_err(unavailable)??;
+    }
+    Ok(())
+}
+
+/// GetBucketAcl / GetObjectAcl: the single owner's FULL_CONTROL.
+pub async fn get_acl(gw: &Rc<Gateway>, bucket: &str, key: Option<&str>) -> Result<Resp, S3Error> {
+    check_target(gw, bucket, key).await?;
+    Ok(Resp::xml(StatusCode::OK, owner_policy()))
+}
+
+/// PutBucketAcl / PutObjectAcl: only what keeps the one-owner policy (`private`,
+/// or no change at all) is accepted; granting anyone else access is not supported.
+pub async fn put_acl(gw: &Rc<Gateway>, req: Req, bucket: &str, key: Option<&str>) -> Result<Resp, S3Error> {
+    check_target(gw, bucket, key).await?;
+    let canned = req.parts.headers.get("x-amz-acl").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let grants = req.parts.headers.keys().any(|n| n.as_str().starts_with("x-amz-grant-"));
+    let body = super::body::read_small(req.body, &req.payload, 64 << 10).await?;
+    match canned.as_deref() {
+        Some("private") if !grants && body.is_empty() => Ok(Resp::new(StatusCode::OK)),
+        None if !grants && !body.is_empty() => Err(S3Error::new(S3ErrorCode::NotImplemented)
+            .with_message("access control lists other than the owner's FULL_CONTROL are not supported")),
+        _ => Err(S3Error::new(S3ErrorCode::NotImplemented)
+            .with_message("only the 'private' canned ACL is supported: this server has one owner")),
+    }
+}

@@ -12,8 +12,7 @@ use super::{buckets, multipart, objects};
 pub const KEY_BYTES_MAX: usize = 1024;
 /// Sub-resources this server does not implement: answered 501, never mistaken for
 /// an object operation.
-const UNSUPPORTED_SUBRESOURCES: [&str; 24] = [
-    "acl",
+const UNSUPPORTED_SUBRESOURCES: [&str; 23] = [
     "policy",
     "policyStatus",
     "lifecycle",
@@ -123,6 +122,16 @@ pub enum Endpoint {
         key: String,
         upload_id: String,
     },
+    /// `?acl`: one owner holds FULL_CONTROL of everything; reading that policy and
+    /// setting the `private` canned ACL (which changes nothing) are supported.
+    GetAcl {
+        bucket: String,
+        key: Option<String>,
+    },
+    PutAcl {
+        bucket: String,
+        key: Option<String>,
+    },
     NotImplemented {
         what: String,
     },
@@ -151,7 +160,9 @@ impl Endpoint {
             | Endpoint::UploadPartCopy { bucket, .. }
             | Endpoint::CompleteMultipartUpload { bucket, .. }
             | Endpoint::AbortMultipartUpload { bucket, .. }
-            | Endpoint::ListParts { bucket, .. } => Some(bucket),
+            | Endpoint::ListParts { bucket, .. }
+            | Endpoint::GetAcl { bucket, .. }
+            | Endpoint::PutAcl { bucket, .. } => Some(bucket),
         }
     }
 
@@ -178,6 +189,10 @@ impl Endpoint {
             Endpoint::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             Endpoint::AbortMultipartUpload { .. } => "AbortMultipartUpload",
             Endpoint::ListParts { .. } => "ListParts",
+            Endpoint::GetAcl { key: None, .. } => "GetBucketAcl",
+            Endpoint::GetAcl { key: Some(_), .. } => "GetObjectAcl",
+            Endpoint::PutAcl { key: None, .. } => "PutBucketAcl",
+            Endpoint::PutAcl { key: Some(_), .. } => "PutObjectAcl",
             Endpoint::NotImplemented { .. } => "NotImplemented",
         }
     }
@@ -246,6 +261,14 @@ pub fn route(
         if has(s) {
             return Ok(Endpoint::NotImplemented { what: format!("?{s}") });
         }
+    }
+    if has("acl") && !bucket.is_empty() {
+        let key = (!key.is_empty()).then_some(key);
+        return match *method {
+            Method::GET => Ok(Endpoint::GetAcl { bucket, key }),
+            Method::PUT => Ok(Endpoint::PutAcl { bucket, key }),
+            _ => Err(S3Error::method_not_allowed(method.as_str(), "ACL")),
+        };
     }
     if bucket.is_empty() {
         return match *method {
@@ -386,6 +409,8 @@ pub async fn dispatch(
         Endpoint::ListParts { bucket, key, upload_id } => {
             multipart::list_parts(gw, &req, &bucket, &key, &upload_id).await
         }
+        Endpoint::GetAcl { bucket, key } => buckets::get_acl(gw, &bucket, key.as_deref()).await,
+        Endpoint::PutAcl { bucket, key } => buckets::put_acl(gw, req, &bucket, key.as_deref()).await,
         Endpoint::NotImplemented { what } => {
             Err(S3Error::new(S3ErrorCode::NotImplemented)
                 .with_message(format!("{what} is not implemented by this server")))
@@ -426,7 +451,12 @@ mod tests {
         ));
         assert!(r(Method::PUT, "/b/k", "partNumber=0&uploadId=u", &[]).is_err());
         assert!(r(Method::PUT, "/b/k", "partNumber=10001&uploadId=u", &[]).is_err());
-        assert!(matches!(r(Method::GET, "/b", "acl", &[]).unwrap(), Endpoint::NotImplemented { .. }));
+        assert!(matches!(r(Method::GET, "/b", "policy", &[]).unwrap(), Endpoint::NotImplemented { .. }));
+        assert_eq!(r(Method::GET, "/b", "acl", &[]).unwrap(), Endpoint::GetAcl { bucket: "b".into(), key: None });
+        assert_eq!(
+            r(Method::PUT, "/b/k", "acl", &[]).unwrap(),
+            Endpoint::PutAcl { bucket: "b".into(), key: Some("k".into()) }
+        );
         assert!(
             matches!(r(Method::GET, "/b//k//", "", &[]).unwrap(), Endpoint::GetObject { key, .. } if key == "/k//")
         );
