@@ -196,6 +196,8 @@ async fn handle(gw: Rc<Gateway>, req: http::Request<hyper::body::Incoming>, conn
     let declared =
         |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let bytes_received = declared("x-amz-decoded-content-length").or_else(|| declared("content-length")).unwrap_or(0);
+    let has_body = declared("content-length").is_some_and(|n| n > 0)
+        || req.headers().contains_key(http::header::TRANSFER_ENCODING);
     let path = req.uri().path().to_string();
     let (op, result) = match handle_inner(&gw, req, &request_id).await {
         Ok((op, r)) => (op, Ok(r)),
@@ -215,6 +217,12 @@ async fn handle(gw: Rc<Gateway>, req: http::Request<hyper::body::Incoming>, conn
             (r, Some(e.code.as_str()))
         }
     };
+    if has_body && error_code.is_some() {
+        // The body may be unread (refused on its headers): the connection cannot be
+        // reused, and saying so keeps clients from sending their next request into
+        // a connection that is closing.
+        resp.header("connection", "close");
+    }
     resp.header("x-amz-request-id", &request_id);
     resp.header("x-amz-id-2", &request_id);
     resp.header("server", "Tessera");
