@@ -1623,7 +1623,8 @@ impl<I: Io> ObjectLayer<I> {
                 let key = piece_key(partition, e.data_id, group, i);
                 async move {
                     let Some(st) = self.store(d) else { return (d, Err(StoreError::Closed)) };
-                    (d, st.get_range(key, in_record + lo, hi - lo).await.map(|buf| buf.to_vec()))
+                    // The store's buffer as is: the one copy is into `out` below.
+                    (d, st.get_range(key, in_record + lo, hi - lo).await)
                 }
             });
             let mut out = Vec::with_capacity((b - a) as usize);
