@@ -598,38 +598,32 @@ async fn core_main(
     if let Some(o) = &cx.objects {
         o.shutdown();
     }
-    let deadline = std::time::Instant::now() + STOP_WAIT_MAX;
-    let mut cx = cx;
-    let cx = loop {
-        match Rc::try_unwrap(cx) {
-            Ok(cx) => break cx,
-            Err(back) if std::time::Instant::now() < deadline => {
-                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
-                cx = back;
-            }
-            Err(_) => return Err(RuntimeError::Executor { core, reason: "core context still shared at stop".into() }),
-        }
-    };
+    let cx = sole_owner(cx, core, "core context").await?;
     let CoreCx { stores, objects, .. } = cx;
     drop(objects);
-    let deadline = std::time::Instant::now() + STOP_WAIT_MAX;
-    let mut stores = stores;
-    let stores = loop {
-        match Rc::try_unwrap(stores) {
-            Ok(s) => break s,
-            Err(back) if std::time::Instant::now() < deadline => {
-                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
-                stores = back;
-            }
-            Err(_) => return Err(RuntimeError::Executor { core, reason: "stores still shared at stop".into() }),
-        }
-    };
+    let stores = sole_owner(stores, core, "stores").await?;
     for (drive, s) in stores.into_iter().enumerate() {
         if let Some(s) = s {
             s.close().await.map_err(|source| RuntimeError::Store { core, drive, source })?;
         }
     }
     Ok(())
+}
+
+/// Waits (bounded) until `rc` has no other owner, then unwraps it: tasks finishing
+/// on this core still hold clones for a moment after stop begins.
+async fn sole_owner<T>(mut rc: Rc<T>, core: usize, what: &str) -> Result<T, RuntimeError> {
+    let deadline = std::time::Instant::now() + STOP_WAIT_MAX;
+    loop {
+        match Rc::try_unwrap(rc) {
+            Ok(v) => return Ok(v),
+            Err(back) if std::time::Instant::now() < deadline => {
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+                rc = back;
+            }
+            Err(_) => return Err(RuntimeError::Executor { core, reason: format!("{what} still shared at stop") }),
+        }
+    }
 }
 
 async fn serve(core: usize, stores: &[Option<ShardStore<GlommioIo>>], req: Request) -> Result<Response, RuntimeError> {
