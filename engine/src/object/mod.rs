@@ -1562,6 +1562,39 @@ impl<I: Io> ObjectReader<I> {
         }
     }
 
+    /// The reads that cover `[start, end)`: `(pos, len)` pairs of at most `max`
+    /// bytes that never cross a stripe, so each is one [`read`](Self::read) and a
+    /// caller can keep several in flight (read-ahead) knowing where each starts.
+    pub fn chunks(&self, start: u64, end: u64, max: u64) -> impl Iterator<Item = (u64, u64)> + 'static {
+        let stripes: Vec<(u64, u64, u64)> = match &self.meta.info.data {
+            DataLayout::Inline(_) => vec![(0, self.meta.info.size, u64::MAX)],
+            DataLayout::Extents(_) => {
+                let mut base = 0;
+                self.extents
+                    .iter()
+                    .map(|e| {
+                        let r = (base, base + e.size, e.geometry.stripe_bytes());
+                        base += e.size;
+                        r
+                    })
+                    .collect()
+            }
+        };
+        let max = max.max(1);
+        let mut pos = start;
+        std::iter::from_fn(move || {
+            if pos >= end {
+                return None;
+            }
+            let &(base, ext_end, stripe) = stripes.iter().find(|(b, e, _)| pos >= *b && pos < *e)?;
+            let stripe_end = base + ((pos - base) / stripe + 1).saturating_mul(stripe).min(ext_end - base);
+            let next = end.min(ext_end).min(stripe_end).min(pos + max);
+            let chunk = (pos, next - pos);
+            pos = next;
+            Some(chunk)
+        })
+    }
+
     /// Reads bytes starting at `pos`, at most `max` and never past one stripe, so
     /// a caller streams with bounded memory. Returns an empty vec at the end.
     pub async fn read(&self, pos: u64, max: u64) -> ObjectResult<Vec<u8>> {

@@ -96,6 +96,18 @@ async fn read_range(l: &Rc<ObjectLayer<MemIo>>, key: &str, m: &ObjectMeta, a: u6
         pos += c.len() as u64;
         out.extend_from_slice(&c);
     }
+    // The planned chunks cover the same bytes, each one read exactly.
+    let mut planned = Vec::new();
+    let mut expect = a;
+    for (p, len) in r.chunks(a, b, 5000) {
+        assert_eq!(p, expect, "chunks are contiguous");
+        let c = r.read(p, len).await?;
+        assert_eq!(c.len() as u64, len, "a planned chunk is one read");
+        planned.extend_from_slice(&c);
+        expect += len;
+    }
+    assert_eq!(expect, b.max(a));
+    assert_eq!(planned, out);
     Ok(out)
 }
 

@@ -43,6 +43,8 @@ fn producer_error(msg: String) -> crate::http::BodyError {
 
 /// Largest chunk the owner reads and hands over at once.
 pub const READ_CHUNK_BYTES: u64 = 1 << 20;
+/// Chunk reads a stream keeps in flight ahead of the one being sent.
+const READ_AHEAD_CHUNKS: usize = 2;
 
 pub fn object_error(e: ObjectError) -> S3Error {
     match e {
@@ -244,15 +246,27 @@ pub async fn read(
                     }
                 }
                 Segment::Data { start, end } => {
-                    let mut pos = start;
-                    while pos < end {
-                        let chunk = match &inline {
-                            Some(all) => Ok(all[pos as usize..end as usize].to_vec()),
-                            None => reader.read(pos, (end - pos).min(READ_CHUNK_BYTES)).await,
-                        };
+                    if let Some(all) = &inline {
+                        let b = Bytes::copy_from_slice(&all[start as usize..end as usize]);
+                        if tx.send_async(Ok(b)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    // Read-ahead: the next chunks' disk reads run while this one is
+                    // handed over, keeping the drives busy; bounded, so a stream holds
+                    // at most READ_AHEAD_CHUNKS + the channel's chunks in memory.
+                    use futures::StreamExt;
+                    let reads = futures::stream::iter(reader.chunks(start, end, READ_CHUNK_BYTES))
+                        .map(|(pos, len)| {
+                            let reader = &reader;
+                            async move { (len, reader.read(pos, len).await) }
+                        })
+                        .buffered(READ_AHEAD_CHUNKS);
+                    futures::pin_mut!(reads);
+                    while let Some((len, chunk)) = reads.next().await {
                         match chunk {
-                            Ok(c) if !c.is_empty() => {
-                                pos += c.len() as u64;
+                            Ok(c) if c.len() as u64 == len => {
                                 if tx.send_async(Ok(Bytes::from(c))).await.is_err() {
                                     return; // the client went away
                                 }
