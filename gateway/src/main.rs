@@ -22,7 +22,7 @@ enum Command {
 struct ServerArgs {
     /// Drive directories (one per disk). Default: <data>/d0 .. <data>/d{drives-1}.
     drives: Vec<PathBuf>,
-    /// Data directory used when no drives are given.
+    /// Data directory: holds the drives when none are given, and the credentials file.
     #[arg(long, default_value = "./tessera-data")]
     data: PathBuf,
     /// Number of drive directories created under --data when no drives are given.
@@ -53,8 +53,8 @@ struct ServerArgs {
     /// Domain for virtual-hosted-style requests (`bucket.<domain>`); path style always works.
     #[arg(long)]
     vhost_domain: Option<String>,
-    /// Cores that accept S3 connections (SO_REUSEPORT). Default: every core, which
-    /// measured fastest on 2 cores (see README); 1 gives a dedicated gateway core.
+    /// Cores that accept S3 connections (SO_REUSEPORT). Default: every core (more small
+    /// requests per second on 2 cores, see README); 1 gives a dedicated gateway core.
     #[arg(long)]
     gateway_cores: Option<usize>,
 }
