@@ -31,7 +31,6 @@ venv="${TESSERA_VENV:-$HOME/.cache/tessera-venv}"
 client_timeout_secs="${CLIENT_TIMEOUT_SECS:-300}"
 region="us-east-1"
 clients_all=(aws boto3 s3cmd rclone)
-server_ready_secs_max=60
 server_stop_secs_max=20
 big_file_mib=20
 part_size_mib=5
@@ -103,44 +102,12 @@ cleanup() {
     exit "$rc"
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+# shellcheck source=scripts/lib/tessera-server.sh
+source "$repo_root/scripts/lib/tessera-server.sh"
 
 start_server() {
-    local bin="${TESSERA_BIN:-}"
-    if [[ -z "$bin" ]]; then
-        bash "$repo_root/scripts/install-deps.sh"
-        export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera-target}"
-        log "building tessera (release)"
-        (cd "$repo_root" && cargo build --release -p tessera --locked)
-        bin="$CARGO_TARGET_DIR/release/tessera"
-    fi
-    local port extra=()
-    port="$(free_port)"
-    read -ra extra <<<"${TESSERA_SERVER_ARGS:-}"
-    TESSERA_ACCESS_KEY="TK$(random_hex 9 | tr a-f A-F)"
-    TESSERA_SECRET_KEY="$(random_hex 20)"
-    TESSERA_ENDPOINT="http://127.0.0.1:$port"
-    export TESSERA_ACCESS_KEY TESSERA_SECRET_KEY TESSERA_ENDPOINT
-    log "starting $bin server on 127.0.0.1:$port (log: $work/server.log)"
-    "$bin" server --data "$work/data" --address "127.0.0.1:$port" "${extra[@]}" >"$work/server.log" 2>&1 &
-    server_pid=$!
-    local waited=0
-    until curl -sf "$TESSERA_ENDPOINT/ready" >/dev/null; do
-        if ! kill -0 "$server_pid" 2>/dev/null; then
-            log "server exited before it was ready"
-            return 1
-        fi
-        if ((waited >= server_ready_secs_max * 10)); then
-            log "server not ready after ${server_ready_secs_max}s"
-            return 1
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
+    tessera_start "$work/data" "$work/server.log"
+    server_pid=$tessera_pid
 }
 
 # --- steps, shared by all clients ---------------------------------------------------------
@@ -524,7 +491,7 @@ run_client() {
     export SMOKE_REGION="$region" SMOKE_PART_SIZE_MIB="$part_size_mib"
     client_log="$cdir/step.log"
     : >"$client_log"
-    bucket="smoke-$client-$(random_hex 4)"
+    bucket="smoke-$client-$(tessera_random_hex 4)"
 
     step "$client" setup "${client}_setup"
     step "$client" create-bucket "${client}_mb"

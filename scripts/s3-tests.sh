@@ -40,7 +40,6 @@ run_timeout_secs="${S3TESTS_TIMEOUT_SECS:-1800}"
 min_passed="${S3TESTS_MIN_PASSED:-0}"
 # Per-test limit, as in the README.
 test_timeout_secs=60
-server_ready_secs_max=60
 server_stop_secs_max=20
 
 log() { echo "s3-tests: $*" >&2; }
@@ -104,39 +103,13 @@ cleanup() {
     exit "$rc"
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+# shellcheck source=scripts/lib/tessera-server.sh
+source "$repo_root/scripts/lib/tessera-server.sh"
 
 start_server() {
-    local bin="${TESSERA_BIN:-}"
-    if [[ -z "$bin" ]]; then
-        bash "$repo_root/scripts/install-deps.sh"
-        export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera-target}"
-        log "building tessera (release)"
-        (cd "$repo_root" && cargo build --release -p tessera --locked)
-        bin="$CARGO_TARGET_DIR/release/tessera"
-    fi
-    local port extra=()
-    port="$(free_port)"
-    read -ra extra <<<"${TESSERA_SERVER_ARGS:-}"
     work="$(mktemp -d /tmp/tessera-s3tests-data.XXXXXX)"
-    TESSERA_ACCESS_KEY="TK$(random_hex 9 | tr a-f A-F)"
-    TESSERA_SECRET_KEY="$(random_hex 20)"
-    TESSERA_ENDPOINT="http://127.0.0.1:$port"
-    export TESSERA_ACCESS_KEY TESSERA_SECRET_KEY TESSERA_ENDPOINT
-    log "starting $bin server on 127.0.0.1:$port (log: $out/server.log)"
-    "$bin" server --data "$work/data" --address "127.0.0.1:$port" "${extra[@]}" >"$out/server.log" 2>&1 &
-    server_pid=$!
-    local waited=0
-    until curl -sf "$TESSERA_ENDPOINT/ready" >/dev/null; do
-        kill -0 "$server_pid" 2>/dev/null || die "server exited before it was ready: see $out/server.log"
-        ((waited < server_ready_secs_max * 10)) || die "server not ready after ${server_ready_secs_max}s"
-        sleep 0.1
-        waited=$((waited + 1))
-    done
+    tessera_start "$work/data" "$out/server.log" || die "the server did not start: see $out/server.log"
+    server_pid=$tessera_pid
 }
 
 # --- main -----------------------------------------------------------------------------------
