@@ -31,7 +31,6 @@ venv="${TESSERA_VENV:-$HOME/.cache/tessera-venv}"
 client_timeout_secs="${CLIENT_TIMEOUT_SECS:-300}"
 region="us-east-1"
 clients_all=(aws boto3 s3cmd rclone)
-server_stop_secs_max=20
 big_file_mib=20
 part_size_mib=5
 # 20 MiB in 5 MiB parts: the multipart ETag of the big file ends in "-4".
@@ -74,24 +73,11 @@ install_rclone() {
 
 # --- server -------------------------------------------------------------------------------
 
-server_pid=""
 work=""
 
 cleanup() {
     local rc=$?
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        local waited=0
-        while kill -0 "$server_pid" 2>/dev/null && ((waited < server_stop_secs_max * 10)); do
-            sleep 0.1
-            waited=$((waited + 1))
-        done
-        if kill -0 "$server_pid" 2>/dev/null; then
-            log "server did not stop within ${server_stop_secs_max}s of SIGTERM: killing it"
-            kill -KILL "$server_pid" 2>/dev/null || true
-        fi
-        wait "$server_pid" 2>/dev/null || true
-    fi
+    tessera_stop
     if [[ -n "$work" && -d "$work" ]]; then
         if ((rc != 0)) && [[ -s "$work/server.log" ]]; then
             log "last lines of the server log:"
@@ -107,7 +93,6 @@ source "$repo_root/scripts/lib/tessera-server.sh"
 
 start_server() {
     tessera_start "$work/data" "$work/server.log"
-    server_pid=$tessera_pid
 }
 
 # --- steps, shared by all clients ---------------------------------------------------------

@@ -40,7 +40,6 @@ run_timeout_secs="${S3TESTS_TIMEOUT_SECS:-1800}"
 min_passed="${S3TESTS_MIN_PASSED:-0}"
 # Per-test limit, as in the README.
 test_timeout_secs=60
-server_stop_secs_max=20
 
 log() { echo "s3-tests: $*" >&2; }
 die() {
@@ -80,24 +79,11 @@ install_venv() {
 
 # --- server (as in clients-smoke.sh) ------------------------------------------------------
 
-server_pid=""
 work=""
 
 cleanup() {
     local rc=$?
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        local waited=0
-        while kill -0 "$server_pid" 2>/dev/null && ((waited < server_stop_secs_max * 10)); do
-            sleep 0.1
-            waited=$((waited + 1))
-        done
-        if kill -0 "$server_pid" 2>/dev/null; then
-            log "server did not stop within ${server_stop_secs_max}s of SIGTERM: killing it"
-            kill -KILL "$server_pid" 2>/dev/null || true
-        fi
-        wait "$server_pid" 2>/dev/null || true
-    fi
+    tessera_stop
     # The server's log is kept in $out; only its data goes.
     [[ -z "$work" ]] || rm -rf "$work"
     exit "$rc"
@@ -109,7 +95,6 @@ source "$repo_root/scripts/lib/tessera-server.sh"
 start_server() {
     work="$(mktemp -d /tmp/tessera-s3tests-data.XXXXXX)"
     tessera_start "$work/data" "$out/server.log" || die "the server did not start: see $out/server.log"
-    server_pid=$tessera_pid
 }
 
 # --- main -----------------------------------------------------------------------------------

@@ -57,10 +57,22 @@ tessera_start() {
     done
 }
 
+tessera_stop_secs_max=30
+
+# SIGTERM, then SIGKILL if it has not stopped within tessera_stop_secs_max.
 tessera_stop() {
-    if [[ -n "$tessera_pid" ]]; then
-        kill "$tessera_pid" 2>/dev/null || true
+    if [[ -n "$tessera_pid" ]] && kill -0 "$tessera_pid" 2>/dev/null; then
+        kill -TERM "$tessera_pid" 2>/dev/null || true
+        local waited=0
+        while kill -0 "$tessera_pid" 2>/dev/null && ((waited < tessera_stop_secs_max * 10)); do
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+        if kill -0 "$tessera_pid" 2>/dev/null; then
+            tessera_log "server did not stop within ${tessera_stop_secs_max}s of SIGTERM: killing it"
+            kill -KILL "$tessera_pid" 2>/dev/null || true
+        fi
         wait "$tessera_pid" 2>/dev/null || true
-        tessera_pid=""
     fi
+    tessera_pid=""
 }
