@@ -1412,77 +1412,61 @@ impl<I: Io> DataWriter<I> {
         self.size
     }
 
-    pub async fn write(&mut self, mut data: &[u8]) -> ObjectResult<()> {
+    /// Appends bytes, taking at most what completes the current group. When the
+    /// group is full its buffer is returned, to be written with [`start_flush`]
+    /// (Self::start_flush). Returns how many bytes were taken.
+    pub fn push(&mut self, data: &[u8]) -> (usize, Option<Vec<u8>>) {
         let group = self.geometry.group_bytes() as usize;
-        while !data.is_empty() {
-            let take = (group - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            self.size += take as u64;
-            if self.buf.len() == group {
-                let buf = std::mem::take(&mut self.buf);
-                self.flush_group(&buf).await?;
-                self.buf = buf;
-                self.buf.clear();
-            }
+        let take = (group - self.buf.len()).min(data.len());
+        // Past the inline size, the group will fill: allocate it once, not by doubling.
+        if self.buf.capacity() < group && self.buf.len() + take > self.inline_max {
+            self.buf.reserve_exact(group - self.buf.len());
+        }
+        self.buf.extend_from_slice(&data[..take]);
+        self.size += take as u64;
+        if self.buf.len() == group {
+            return (take, Some(std::mem::take(&mut self.buf)));
+        }
+        (take, None)
+    }
+
+    /// Starts encoding and writing a group. The future owns what it needs, so the
+    /// caller can take in the next group's bytes while this one's IO runs (one
+    /// flush in flight keeps the drives busy without more memory per upload). Hand
+    /// its outcome to [`flushed`](Self::flushed).
+    pub fn start_flush(&mut self, data: Vec<u8>) -> impl std::future::Future<Output = FlushOutcome> + 'static {
+        let group = self.groups;
+        self.groups += 1;
+        write_group(self.layer.clone(), self.partition, self.data_id, self.geometry, group, self.missing_slots, data)
+    }
+
+    /// Takes a flush's outcome: its failed slots count as missing from now on, and
+    /// the write fails once fewer than `k` slots have every piece.
+    pub fn flushed(&mut self, outcome: FlushOutcome) -> ObjectResult<()> {
+        let (failed, mut buf) = outcome?;
+        self.missing_slots |= failed;
+        let (k, n) = (self.geometry.k(), self.geometry.n());
+        let written = n - self.missing_slots.count_ones() as usize;
+        if written < k {
+            return Err(ObjectError::Unavailable(format!("{written} of {n} drives took the write, {k} needed")));
+        }
+        if self.buf.is_empty() && self.buf.capacity() < buf.capacity() {
+            buf.clear();
+            self.buf = buf; // reuse the group buffer
         }
         Ok(())
     }
 
-    /// Encodes and writes one group (the last may be short).
-    async fn flush_group(&mut self, data: &[u8]) -> ObjectResult<()> {
-        let g = self.geometry;
-        if self.groups >= GROUPS_PER_EXTENT_MAX {
-            return Err(ObjectError::TooLarge(format!("more than {GROUPS_PER_EXTENT_MAX} groups")));
-        }
-        let (k, n) = (g.k(), g.n());
-        let stripe = g.stripe_bytes() as usize;
-        let mut pieces: Vec<Vec<u8>> = (0..n).map(|_| Vec::with_capacity(data.len() / k + 4096)).collect();
-        for chunk in data.chunks(stripe) {
-            let len = g.shard_len(chunk.len() as u64);
-            let base: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
-            for (i, p) in pieces.iter_mut().enumerate() {
-                let start = (i * len).min(chunk.len());
-                let end = ((i + 1) * len).min(chunk.len());
-                if i < k {
-                    p.extend_from_slice(&chunk[start..end]);
-                }
-                p.resize(base[i] + len, 0);
+    /// Writes bytes, flushing each full group before taking more (no pipelining:
+    /// see [`push`](Self::push) for that).
+    pub async fn write(&mut self, mut data: &[u8]) -> ObjectResult<()> {
+        while !data.is_empty() {
+            let (taken, full) = self.push(data);
+            data = &data[taken..];
+            if let Some(buf) = full {
+                let outcome = self.start_flush(buf).await;
+                self.flushed(outcome)?;
             }
-            let (data_p, parity_p) = pieces.split_at_mut(k);
-            let data_refs: Vec<&[u8]> = data_p.iter().enumerate().map(|(i, p)| &p[base[i]..base[i] + len]).collect();
-            let mut parity_refs: Vec<&mut [u8]> =
-                parity_p.iter_mut().enumerate().map(|(j, p)| &mut p[base[k + j]..base[k + j] + len]).collect();
-            self.layer
-                .codec_for(&g)?
-                .encode(&data_refs, &mut parity_refs)
-                .map_err(|e| ObjectError::Internal(e.to_string()))?;
-        }
-        let group = self.groups;
-        let layer = &self.layer;
-        let missing = self.missing_slots;
-        let (partition, data_id) = (self.partition, self.data_id);
-        let writes = (0..n).filter(|s| missing & (1 << s) == 0).map(|slot| {
-            let piece = &pieces[slot];
-            let d = g.drive_of(slot);
-            async move {
-                let Some(s) = layer.store(d) else { return (slot, d, Err(StoreError::Closed)) };
-                (slot, d, s.put(piece_key(partition, data_id, group, slot), piece).await)
-            }
-        });
-        let results = futures::future::join_all(writes).await;
-        for (slot, d, r) in results {
-            if let Err(e) = r {
-                if self.layer.store(d).is_some() {
-                    self.layer.note_failure(d, &e);
-                }
-                self.missing_slots |= 1 << slot;
-            }
-        }
-        self.groups += 1;
-        let written = n - self.missing_slots.count_ones() as usize;
-        if written < k {
-            return Err(ObjectError::Unavailable(format!("{written} of {n} drives took the write, {k} needed")));
         }
         Ok(())
     }
@@ -1495,7 +1479,8 @@ impl<I: Io> DataWriter<I> {
         }
         if !self.buf.is_empty() {
             let buf = std::mem::take(&mut self.buf);
-            self.flush_group(&buf).await?;
+            let outcome = self.start_flush(buf).await;
+            self.flushed(outcome)?;
         }
         self.finished = true;
         Ok(DataLayout::Extents(vec![self.extent()]))
@@ -1514,6 +1499,65 @@ impl<I: Io> DataWriter<I> {
             DataLayout::Inline(_) => unreachable!("inline disabled"),
         }
     }
+}
+
+/// What a group flush left: the slots whose piece failed, and the group buffer
+/// back for reuse.
+pub type FlushOutcome = ObjectResult<(u64, Vec<u8>)>;
+
+/// Encodes one group (the last of an extent may be short) and writes its pieces,
+/// one record per slot, to every slot not already `missing`.
+async fn write_group<I: Io>(
+    layer: Rc<ObjectLayer<I>>,
+    partition: u32,
+    data_id: u128,
+    g: Geometry,
+    group: u64,
+    missing: u64,
+    data: Vec<u8>,
+) -> FlushOutcome {
+    if group >= GROUPS_PER_EXTENT_MAX {
+        return Err(ObjectError::TooLarge(format!("more than {GROUPS_PER_EXTENT_MAX} groups")));
+    }
+    let (k, n) = (g.k(), g.n());
+    let stripe = g.stripe_bytes() as usize;
+    let mut pieces: Vec<Vec<u8>> = (0..n).map(|_| Vec::with_capacity(data.len() / k + 4096)).collect();
+    for chunk in data.chunks(stripe) {
+        let len = g.shard_len(chunk.len() as u64);
+        let base: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+        for (i, p) in pieces.iter_mut().enumerate() {
+            let start = (i * len).min(chunk.len());
+            let end = ((i + 1) * len).min(chunk.len());
+            if i < k {
+                p.extend_from_slice(&chunk[start..end]);
+            }
+            p.resize(base[i] + len, 0);
+        }
+        let (data_p, parity_p) = pieces.split_at_mut(k);
+        let data_refs: Vec<&[u8]> = data_p.iter().enumerate().map(|(i, p)| &p[base[i]..base[i] + len]).collect();
+        let mut parity_refs: Vec<&mut [u8]> =
+            parity_p.iter_mut().enumerate().map(|(j, p)| &mut p[base[k + j]..base[k + j] + len]).collect();
+        layer.codec_for(&g)?.encode(&data_refs, &mut parity_refs).map_err(|e| ObjectError::Internal(e.to_string()))?;
+    }
+    let layer = &layer;
+    let writes = (0..n).filter(|s| missing & (1 << s) == 0).map(|slot| {
+        let piece = &pieces[slot];
+        let d = g.drive_of(slot);
+        async move {
+            let Some(s) = layer.store(d) else { return (slot, d, Err(StoreError::Closed)) };
+            (slot, d, s.put(piece_key(partition, data_id, group, slot), piece).await)
+        }
+    });
+    let mut failed = 0u64;
+    for (slot, d, r) in futures::future::join_all(writes).await {
+        if let Err(e) = r {
+            if layer.store(d).is_some() {
+                layer.note_failure(d, &e);
+            }
+            failed |= 1 << slot;
+        }
+    }
+    Ok((failed, data))
 }
 
 impl<I: Io> Drop for DataWriter<I> {

@@ -9,7 +9,8 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use tessera_engine::object::{DataLayout, ObjectError, ObjectInfo, ObjectLayer, PartInfo};
+use tessera_engine::io::glommio_io::GlommioIo;
+use tessera_engine::object::{DataLayout, DataWriter, FlushOutcome, ObjectError, ObjectInfo, ObjectLayer, PartInfo};
 use tessera_engine::runtime::CoreCx;
 
 use crate::s3::error::{S3Error, S3ErrorCode};
@@ -92,6 +93,40 @@ pub enum PutTarget {
     Part { upload_id: String, part_number: u32 },
 }
 
+enum Filled {
+    /// A full group, to flush.
+    Group(Vec<u8>),
+    /// The body ended and checked out.
+    End(Finalize),
+}
+
+/// Takes body messages into the writer until a group is full or the body ends.
+/// Bytes past the group's end wait in `carry` for the next call.
+async fn fill(
+    w: &mut DataWriter<GlommioIo>,
+    rx: &flume::Receiver<BodyMsg>,
+    carry: &mut Option<Bytes>,
+) -> Result<Filled, S3Error> {
+    loop {
+        let b = match carry.take() {
+            Some(b) => b,
+            None => match rx.recv_async().await {
+                Ok(BodyMsg::Data(b)) => b,
+                Ok(BodyMsg::End(Ok(fin))) => return Ok(Filled::End(fin)),
+                Ok(BodyMsg::End(Err(e))) => return Err(e),
+                Err(_) => return Err(S3Error::new(S3ErrorCode::IncompleteBody)),
+            },
+        };
+        let (taken, full) = w.push(&b);
+        if taken < b.len() {
+            *carry = Some(b.slice(taken..));
+        }
+        if let Some(buf) = full {
+            return Ok(Filled::Group(buf));
+        }
+    }
+}
+
 /// The extents of a layout without inline bytes (what a discard needs).
 fn clone_layout(d: &DataLayout) -> DataLayout {
     match d {
@@ -115,12 +150,24 @@ pub async fn put(
     let mut w = objects
         .writer(&bucket, &key, matches!(target, PutTarget::Object))
         .map_err(|e| named_error(e, &bucket, &key))?;
+    // One group flush in flight while the next group's bytes arrive: the drives
+    // write group n while the body of group n + 1 streams in.
+    let mut carry = None;
+    let mut pending: Option<std::pin::Pin<Box<dyn std::future::Future<Output = FlushOutcome>>>> = None;
     let fin = loop {
-        match rx.recv_async().await {
-            Ok(BodyMsg::Data(b)) => w.write(&b).await.map_err(object_error)?,
-            Ok(BodyMsg::End(Ok(fin))) => break fin,
-            Ok(BodyMsg::End(Err(e))) => return Err(e),
-            Err(_) => return Err(S3Error::new(S3ErrorCode::IncompleteBody)),
+        let filled = match pending.take() {
+            Some(flush) => {
+                let (filled, outcome) = futures::join!(fill(&mut w, &rx, &mut carry), flush);
+                let flushed = w.flushed(outcome).map_err(object_error);
+                let filled = filled?; // a body error is the client's to hear first
+                flushed?;
+                filled
+            }
+            None => fill(&mut w, &rx, &mut carry).await?,
+        };
+        match filled {
+            Filled::Group(buf) => pending = Some(Box::pin(w.start_flush(buf))),
+            Filled::End(fin) => break fin,
         }
     };
     let size = w.size();
