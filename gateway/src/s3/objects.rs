@@ -28,8 +28,13 @@ const STORED_HEADERS: [&str; 7] = [
     "expires",
     "x-amz-website-redirect-location",
 ];
-/// Response chunks buffered between the owner and the socket, per GET.
-const RESPONSE_CHUNKS_IN_FLIGHT_MAX: usize = 4;
+/// Response chunks (up to 1 MiB each) buffered between the owner and the socket,
+/// per GET. With the owner's read-ahead and the chunk hyper is sending, a stream
+/// holds at most about 5 MiB however slow its client (`scripts/bench-memory.sh`).
+const RESPONSE_CHUNKS_IN_FLIGHT_MAX: usize = 2;
+/// Request body frames (as hyper delivers them, usually 16-64 KiB) buffered on
+/// their way to the owner, per PUT.
+const REQUEST_FRAMES_IN_FLIGHT_MAX: usize = 16;
 
 fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
@@ -95,7 +100,7 @@ pub async fn put_body(
         return Err(S3Error::new(S3ErrorCode::MissingContentLength));
     }
     let spec = IngestSpec { payload: req.payload.clone(), decoded_len, content_length, limit, checksums };
-    let (tx, rx) = flume::bounded::<BodyMsg>(RESPONSE_CHUNKS_IN_FLIGHT_MAX);
+    let (tx, rx) = flume::bounded::<BodyMsg>(REQUEST_FRAMES_IN_FLIGHT_MAX);
     let core = gw.core_of(bucket, key);
     let (b, k) = (bucket.to_string(), key.to_string());
     let commit = gw.cx.handle.submit(core, move |cx| owner::put(cx, b, k, target, rx));

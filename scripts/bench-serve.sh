@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# Tessera's S3 serving path against references on this machine, with tessera-bench as the
+# one client for both sides:
+#   * nginx (sendfile, tcp_nopush, no access log, 2 workers) serving the same object bytes as
+#     files: 64 MiB GETs of one hot object, 1 MiB ranged GETs at random offsets in a 1 GiB
+#     object (throughput, p99, time to first byte), 4 KiB GETs (requests/s);
+#   * fio's O_DIRECT write bandwidth on the filesystem of the data directory: 64 MiB PUTs,
+#     with the target ratio tessera_put / (fio_write * k/(k+m)), k=4 m=2 (the drives share
+#     one disk, so every byte PUT costs (k+m)/k bytes written);
+#   * itself healthy against itself with one drive directory missing (64 MiB GETs).
+# Pairs are interleaved (A B A B ...) for ROUNDS rounds so machine noise hits both alike.
+# Each run's summary, JSON and HTML report, and the final table (summary.txt) go to OUT.
+#
+#   scripts/bench-serve.sh                          # ROUNDS=2 DURATION=10s WARMUP=2s
+#   ROUNDS=1 DURATION=5s WARMUP=1s scripts/bench-serve.sh
+#
+# Env overrides (defaults): ROUNDS (2), DURATION (10s), WARMUP (2s),
+#   OUT (/tmp/tessera-bench-serve), BIG_CONCURRENCY (4), RANGE_CONCURRENCY (8),
+#   SMALL_CONCURRENCY (32), PUT_CONCURRENCY (4), PUT_OBJECTS (8),
+#   RANGE_OBJECT_MIB (1024), FIO_SIZE (1G), TESSERA_LOG (warn: no access log, like nginx),
+#   CARGO_TARGET_DIR (~/.cache/tessera-target), TMPDIR (/tmp: the data directory, nginx's
+#   files and fio's file live in a temporary directory there, removed at exit).
+# Needs nginx (installed with apt when missing), fio (scripts/install-deps.sh), curl >= 7.75
+# (SigV4 uploads), python3 (a free port).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo_root=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera-target}"
+export TESSERA_LOG="${TESSERA_LOG:-warn}"
+rounds="${ROUNDS:-2}"
+duration="${DURATION:-10s}"
+warmup="${WARMUP:-2s}"
+out="${OUT:-/tmp/tessera-bench-serve}"
+big_conc="${BIG_CONCURRENCY:-4}"
+range_conc="${RANGE_CONCURRENCY:-8}"
+small_conc="${SMALL_CONCURRENCY:-32}"
+put_conc="${PUT_CONCURRENCY:-4}"
+put_objects="${PUT_OBJECTS:-8}"
+range_mib="${RANGE_OBJECT_MIB:-1024}"
+fio_size="${FIO_SIZE:-1G}"
+ec_k=4
+ec_m=2
+bucket=bench
+
+log() { echo "[bench-serve] $*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+
+# --- tools -----------------------------------------------------------------------------------
+bash "$repo_root/scripts/install-deps.sh"
+if ! command -v nginx >/dev/null; then
+    log "installing nginx (apt)"
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nginx >/dev/null
+fi
+nginx_bin="$(command -v nginx)"
+curl_version="$(curl --version | awk 'NR == 1 {print $2}')"
+printf '%s\n7.75.0\n' "$curl_version" | sort -V -C -r ||
+    die "curl $curl_version has no --aws-sigv4 (7.75 or later needed)"
+
+log "building tessera and tessera-bench (release)"
+cargo build --release -p tessera -p tessera-tools --locked -q
+export TESSERA_BIN="$CARGO_TARGET_DIR/release/tessera"
+bench="$CARGO_TARGET_DIR/release/tessera-bench"
+[ -x "$bench" ] || die "no $bench after the build"
+
+# shellcheck source=scripts/lib/tessera-server.sh
+source "$repo_root/scripts/lib/tessera-server.sh"
+
+# --- temporary directory, cleanup ------------------------------------------------------------
+mkdir -p "$out"
+work="$(mktemp -d "${TMPDIR:-/tmp}/tessera-bench-serve.XXXXXX")"
+data="$work/data"
+www="$work/www"
+ngx_dir="$work/nginx"
+nginx_pid=""
+server_logs=0
+
+stop_nginx() {
+    if [[ -n "$nginx_pid" ]] && kill -0 "$nginx_pid" 2>/dev/null; then
+        kill -TERM "$nginx_pid" 2>/dev/null || true
+        wait "$nginx_pid" 2>/dev/null || true
+    fi
+    nginx_pid=""
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    tessera_stop
+    stop_nginx
+    if ((rc != 0)) && ((server_logs > 0)) && [[ -s "$work/server-$server_logs.log" ]]; then
+        log "last lines of the server log:"
+        tail -n 20 "$work/server-$server_logs.log" >&2
+    fi
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_server() {
+    server_logs=$((server_logs + 1))
+    tessera_start "$data" "$work/server-$server_logs.log"
+}
+
+# --- S3 through curl -------------------------------------------------------------------------
+# curl signs with SigV4 itself; the payload hash header is the one it does not add.
+s3curl() {
+    curl -sS -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" --aws-sigv4 "aws:amz:us-east-1:s3" \
+        --user "$TESSERA_ACCESS_KEY:$TESSERA_SECRET_KEY" "$@"
+}
+
+# s3_put URL [FILE]: a bucket (no file) or an object; the object's ETag must be the file's MD5,
+# which is what makes the bytes nginx serves the bytes tessera serves.
+s3_put() {
+    local url=$1 file=${2:-} code etag md5
+    local args=(-X PUT)
+    [[ -z "$file" ]] || args=(-T "$file")
+    code="$(s3curl "${args[@]}" -o "$work/put.body" -D "$work/put.headers" -w '%{http_code}' "$url")"
+    [[ "$code" == 200 ]] || die "PUT $url: HTTP $code: $(cat "$work/put.body")"
+    [[ -n "$file" ]] || return 0
+    etag="$(tr -d '\r"' <"$work/put.headers" | awk 'tolower($1) == "etag:" {print $2}')"
+    md5="$(md5sum "$file" | awk '{print $1}')"
+    [[ "$etag" == "$md5" ]] || die "PUT $url: ETag $etag is not the file's MD5 $md5"
+}
+
+# --- nginx -----------------------------------------------------------------------------------
+start_nginx() {
+    nginx_port="$(tessera_free_port)"
+    mkdir -p "$ngx_dir/tmp"
+    cat >"$ngx_dir/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $ngx_dir/nginx.pid;
+error_log $ngx_dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path $ngx_dir/tmp/body;
+    proxy_temp_path $ngx_dir/tmp/proxy;
+    fastcgi_temp_path $ngx_dir/tmp/fastcgi;
+    uwsgi_temp_path $ngx_dir/tmp/uwsgi;
+    scgi_temp_path $ngx_dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        root $www;
+    }
+}
+EOF
+    "$nginx_bin" -e "$ngx_dir/error.log" -p "$ngx_dir" -c "$ngx_dir/nginx.conf" &
+    nginx_pid=$!
+    local waited=0
+    until curl -sf -o /dev/null "http://127.0.0.1:$nginx_port/small"; do
+        kill -0 "$nginx_pid" 2>/dev/null || die "nginx exited: $(cat "$ngx_dir/error.log" 2>/dev/null)"
+        ((waited < 100)) || die "nginx not serving after 10 s: $(cat "$ngx_dir/error.log" 2>/dev/null)"
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+}
+
+# --- runs ------------------------------------------------------------------------------------
+# field "RESULT k=v ..." KEY
+field() {
+    local kv
+    for kv in $1; do
+        if [[ "$kv" == "$2="* ]]; then
+            echo "${kv#*=}"
+            return
+        fi
+    done
+    echo nan
+}
+
+# bench LABEL ARGS...: one tessera-bench run; its RESULT line in $result. Its summary, JSON and
+# HTML report are kept in OUT. A run with failed requests is reported, and flagged in the table.
+result=""
+bench() {
+    local label=$1 rc=0
+    shift
+    "$bench" "$@" --duration "$duration" --warmup "$warmup" --label "$label" \
+        --json "$out/$label.json" --html "$out/$label.html" --quiet >"$out/$label.txt" 2>&1 || rc=$?
+    result="$(grep '^RESULT ' "$out/$label.txt" | tail -n 1 || true)"
+    if [[ -z "$result" ]] || ((rc > 1)); then
+        cat "$out/$label.txt" >&2
+        die "tessera-bench $label failed (exit $rc)"
+    fi
+    if [[ "$(field "$result" errors)" != 0 ]]; then
+        log "WARNING: $label: $(field "$result" errors) failed requests (see $out/$label.txt)"
+        flagged=1
+    fi
+}
+
+tessera_run() {
+    local label=$1
+    shift
+    bench "$label" --endpoint "$TESSERA_ENDPOINT" --bucket "$bucket" "$@"
+}
+
+nginx_run() {
+    local label=$1 file=$2
+    shift 2
+    bench "$label" --url "http://127.0.0.1:$nginx_port/$file" "$@"
+}
+
+# row ROUND METRIC TESSERA REFERENCE: one line of the table, also kept for the final means;
+# flagged (set by bench, cleared at the start of each pair) marks it.
+rows="$work/rows.tsv"
+: >"$rows"
+flagged=0
+row_format='%-6s %-44s %12s %12s %8s\n'
+row() {
+    local flag=""
+    ((flagged == 0)) || flag="!"
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2$flag" "$3" "$4" >>"$rows"
+    # shellcheck disable=SC2059 # the format is ours
+    printf "$row_format" "$1" "$2$flag" "$3" "$4" "$(awk -v a="$3" -v b="$4" 'BEGIN {printf (b > 0 ? "%.3f" : "-"), a / b}')"
+}
+
+# --- objects ---------------------------------------------------------------------------------
+mkdir -p "$www"
+# nginx's workers drop root to nobody: the files must be readable by them.
+chmod 711 "$work"
+chmod 755 "$www"
+log "writing the objects into $www (64 MiB, ${range_mib} MiB, 4 KiB from /dev/urandom)"
+head -c $((64 << 20)) /dev/urandom >"$www/big"
+head -c $((range_mib << 20)) /dev/urandom >"$www/range"
+head -c 4096 /dev/urandom >"$www/small"
+chmod 644 "$www"/*
+
+start_nginx
+log "nginx on 127.0.0.1:$nginx_port serving $www"
+start_server
+log "uploading them to tessera ($TESSERA_ENDPOINT, bucket $bucket)"
+s3_put "$TESSERA_ENDPOINT/$bucket"
+# tessera-bench addresses <prefix><index, 8 digits>; --objects 1 is index 0.
+s3_put "$TESSERA_ENDPOINT/$bucket/big-00000000" "$www/big"
+s3_put "$TESSERA_ENDPOINT/$bucket/range-00000000" "$www/range"
+s3_put "$TESSERA_ENDPOINT/$bucket/small-00000000" "$www/small"
+
+big_args=(--workload get --object-size 64MiB --objects 1 --concurrency "$big_conc")
+range_args=(--workload range --range-size 1MiB --objects 1 --concurrency "$range_conc")
+small_args=(--workload get --object-size 4KiB --objects 1 --concurrency "$small_conc")
+
+header() {
+    # shellcheck disable=SC2059 # the format is ours
+    printf "$row_format" round "metric (tessera vs reference)" tessera reference ratio
+}
+
+echo "tessera vs nginx and fio: $rounds round(s) of $duration (+$warmup warm-up) per figure; reports in $out"
+header
+for r in $(seq "$rounds"); do
+    flagged=0
+    tessera_run "r$r-get64m-tessera" --prefix big- "${big_args[@]}"
+    t=$result
+    nginx_run "r$r-get64m-nginx" big "${big_args[@]}"
+    n=$result
+    row "$r" "GET 64MiB c$big_conc MB/s (nginx)" "$(field "$t" mb_per_s)" "$(field "$n" mb_per_s)"
+    row "$r" "GET 64MiB c$big_conc p99 ms (nginx)" "$(field "$t" p99_ms)" "$(field "$n" p99_ms)"
+
+    flagged=0
+    tessera_run "r$r-range1m-tessera" --prefix range- --object-size "${range_mib}MiB" "${range_args[@]}"
+    t=$result
+    nginx_run "r$r-range1m-nginx" range --object-size "${range_mib}MiB" "${range_args[@]}"
+    n=$result
+    row "$r" "range 1MiB of ${range_mib}MiB c$range_conc MB/s (nginx)" "$(field "$t" mb_per_s)" "$(field "$n" mb_per_s)"
+    row "$r" "range 1MiB c$range_conc p99 ms (nginx)" "$(field "$t" p99_ms)" "$(field "$n" p99_ms)"
+    row "$r" "range 1MiB c$range_conc ttfb p50 ms (nginx)" "$(field "$t" ttfb_p50_ms)" "$(field "$n" ttfb_p50_ms)"
+    row "$r" "range 1MiB c$range_conc ttfb p99 ms (nginx)" "$(field "$t" ttfb_p99_ms)" "$(field "$n" ttfb_p99_ms)"
+
+    flagged=0
+    tessera_run "r$r-get4k-tessera" --prefix small- "${small_args[@]}"
+    t=$result
+    nginx_run "r$r-get4k-nginx" small "${small_args[@]}"
+    n=$result
+    row "$r" "GET 4KiB c$small_conc req/s (nginx)" "$(field "$t" ops_per_s)" "$(field "$n" ops_per_s)"
+    row "$r" "GET 4KiB c$small_conc p99 ms (nginx)" "$(field "$t" p99_ms)" "$(field "$n" p99_ms)"
+
+    flagged=0
+    tessera_run "r$r-put64m-tessera" --prefix put- --workload put --object-size 64MiB \
+        --objects "$put_objects" --concurrency "$put_conc"
+    t=$result
+    fio --name=w --rw=write --direct=1 --ioengine=io_uring --bs=1M --iodepth=4 --size="$fio_size" \
+        --filename="$work/fio.dat" --output-format=json >"$out/r$r-fio.json"
+    rm -f "$work/fio.dat"
+    fio_mb="$(python3 -c 'import json, sys; print("%.2f" % (json.load(open(sys.argv[1]))["jobs"][0]["write"]["bw_bytes"] / 1e6))' "$out/r$r-fio.json")"
+    echo "       (fio O_DIRECT write, bs 1M, iodepth 4, $fio_size: $fio_mb MB/s)"
+    row "$r" "PUT 64MiB c$put_conc MB/s (fio x $ec_k/($ec_k+$ec_m))" "$(field "$t" mb_per_s)" \
+        "$(awk -v f="$fio_mb" -v k="$ec_k" -v m="$ec_m" 'BEGIN {printf "%.2f", f * k / (k + m)}')"
+done
+
+# Degraded reads: the server restarted without one drive directory (moved aside, which the
+# server sees exactly as `rm -rf <data>/d1`: offline, not recreated) against the same server
+# restarted with it, interleaved.
+for r in $(seq "$rounds"); do
+    tessera_stop
+    [[ -d "$data/d1" ]] || mv "$work/d1.removed" "$data/d1"
+    start_server
+    flagged=0
+    tessera_run "r$r-get64m-healthy" --prefix big- "${big_args[@]}"
+    h=$result
+    tessera_stop
+    mv "$data/d1" "$work/d1.removed"
+    start_server
+    grep -q 'd1 .*OFFLINE' "$work/server-$server_logs.log" || die "d1 is not offline after its removal"
+    tessera_run "r$r-get64m-degraded" --prefix big- "${big_args[@]}"
+    d=$result
+    row "$r" "degraded GET 64MiB c$big_conc MB/s (healthy)" "$(field "$d" mb_per_s)" "$(field "$h" mb_per_s)"
+    row "$r" "degraded GET 64MiB c$big_conc p99 ms (healthy)" "$(field "$d" p99_ms)" "$(field "$h" p99_ms)"
+done
+
+{
+    echo
+    echo "means over $rounds round(s); ratio = tessera / reference (for PUT: the target ratio"
+    echo "tessera_put / (fio_write x k/(k+m)), k=$ec_k m=$ec_m; for degraded: degraded / healthy);"
+    echo "'!' marks a figure from a run with failed requests"
+    header
+    awk -F'\t' -v fmt="$row_format" '
+        !($2 in n) { order[++count] = $2 }
+        { n[$2]++; a[$2] += $3; b[$2] += $4 }
+        END {
+            for (i = 1; i <= count; i++) {
+                k = order[i]
+                ma = a[k] / n[k]; mb = b[k] / n[k]
+                printf fmt, "mean", k, sprintf("%.2f", ma), sprintf("%.2f", mb), (mb > 0 ? sprintf("%.3f", ma / mb) : "-")
+            }
+        }' "$rows"
+} | tee "$out/summary.txt"
+cp "$rows" "$out/rows.tsv"
