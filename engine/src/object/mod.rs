@@ -91,6 +91,9 @@ pub enum ObjectError {
     Unavailable(String),
     #[error("too many writes in progress on this core")]
     SlowDown,
+    /// The version looked up was replaced while it was being read; look again.
+    #[error("version replaced during the read: {0}")]
+    Stale(String),
     #[error("object too large: {0}")]
     TooLarge(String),
     #[error("invalid request: {0}")]
@@ -507,13 +510,17 @@ impl<I: Io> ObjectLayer<I> {
     async fn read_meta(&self, entry: &MetaEntry, version: u64, replicas: &[u8]) -> ObjectResult<MetaRecord> {
         let key = self.dep.meta_key(entry);
         let mut last = String::from("no replica online");
+        let mut newer = false;
         for &d in replicas {
             let d = d as usize;
             let Some(s) = self.store(d) else { continue };
             match s.get(key).await {
                 Ok(buf) => match meta::decode(&buf) {
                     Ok(rec) if rec.version == version => return Ok(rec),
-                    Ok(rec) => last = format!("drive {d} holds version {} not {version}", rec.version),
+                    Ok(rec) => {
+                        newer |= rec.version > version;
+                        last = format!("drive {d} holds version {} not {version}", rec.version)
+                    }
                     Err(e) => last = format!("drive {d}: {e}"),
                 },
                 Err(e) => {
@@ -523,6 +530,11 @@ impl<I: Io> ObjectLayer<I> {
                     last = format!("drive {d}: {e}");
                 }
             }
+        }
+        if newer {
+            // A write of the key replaced this version on its replicas and is about to
+            // be applied: the caller looks the key up again.
+            return Err(ObjectError::Stale(last));
         }
         Err(ObjectError::Unavailable(format!("metadata unreadable: {last}")))
     }

@@ -44,6 +44,9 @@ fn producer_error(msg: String) -> crate::http::BodyError {
 
 /// Largest chunk the owner reads and hands over at once.
 pub const READ_CHUNK_BYTES: u64 = 1 << 20;
+/// Lookups a read repeats when a concurrent write replaces the version under it
+/// (1 ms apart: the write is applied right after its metadata is durable).
+const STALE_RETRIES_MAX: u32 = 50;
 /// Chunk reads a stream keeps in flight ahead of the one being sent.
 const READ_AHEAD_CHUNKS: usize = 2;
 
@@ -56,6 +59,7 @@ pub fn object_error(e: ObjectError) -> S3Error {
         ObjectError::Conflict => S3Error::new(S3ErrorCode::ConditionalRequestConflict),
         ObjectError::Unavailable(m) => S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(m),
         ObjectError::SlowDown => S3Error::new(S3ErrorCode::SlowDown),
+        ObjectError::Stale(m) => S3Error::new(S3ErrorCode::SlowDown).with_message(m),
         ObjectError::TooLarge(m) => S3Error::new(S3ErrorCode::EntityTooLarge).with_message(m),
         ObjectError::Invalid(m) => S3Error::new(S3ErrorCode::InvalidArgument).with_message(m),
         ObjectError::Internal(m) => S3Error::new(S3ErrorCode::InternalError).with_message(m),
@@ -253,7 +257,9 @@ impl ReadPlan {
     }
 }
 
-pub type Decide = Box<dyn FnOnce(&ObjectInfo) -> Result<ReadPlan, S3Error> + Send>;
+/// Chooses status and ranges against the current version; may run again when a
+/// concurrent write replaces the version it first saw.
+pub type Decide = Box<dyn Fn(&ObjectInfo) -> Result<ReadPlan, S3Error> + Send>;
 
 /// Looks the object up, lets `decide` choose status and ranges against it, and
 /// streams the chosen bytes into `tx` from a task on this core. Returns the
@@ -266,24 +272,40 @@ pub async fn read(
     tx: Option<flume::Sender<BodyChunk>>,
 ) -> Result<(ObjectInfo, ReadPlan), S3Error> {
     let objects = cx.objects().clone();
-    let meta = objects.head(&bucket, &key).map_err(|e| named_error(e, &bucket, &key))?;
-    let plan = decide(&meta.info)?;
-    if plan.segments.iter().any(|s| matches!(s, Segment::Data { .. })) {
-        objects.check_readable(&meta).map_err(object_error)?;
-    }
+    // An inline object's bytes live in its metadata record: a PUT of the same key
+    // replaces that record on the drives just before the index moves on. A read
+    // caught in between sees the newer record and looks the key up again (bounded).
+    let mut attempts = 0;
+    let (meta, plan, reader, inline) = loop {
+        let meta = objects.head(&bucket, &key).map_err(|e| named_error(e, &bucket, &key))?;
+        let plan = decide(&meta.info)?;
+        let has_data = plan.segments.iter().any(|s| matches!(s, Segment::Data { .. }));
+        if has_data {
+            objects.check_readable(&meta).map_err(object_error)?;
+        }
+        let reader = objects.reader(&bucket, &key, &meta);
+        let inline = if has_data && tx.is_some() && matches!(meta.info.data, DataLayout::Inline(_)) {
+            match reader.inline_data().await {
+                Ok(b) => Some(b),
+                Err(ObjectError::Stale(_)) if attempts < STALE_RETRIES_MAX => {
+                    attempts += 1;
+                    drop(reader);
+                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                    continue;
+                }
+                Err(e) => return Err(object_error(e)),
+            }
+        } else {
+            None
+        };
+        break (meta, plan, reader, inline);
+    };
     let info = summary(&meta.info);
     let Some(tx) = tx else { return Ok((info, plan)) };
     let segments = plan.segments.clone();
     if segments.is_empty() {
         return Ok((info, plan));
     }
-    let reader = objects.reader(&bucket, &key, &meta);
-    // Inline objects: one metadata read, checked before any header is sent.
-    let inline = if matches!(meta.info.data, DataLayout::Inline(_)) {
-        Some(reader.inline_data().await.map_err(object_error)?)
-    } else {
-        None
-    };
     glommio::spawn_local(async move {
         for seg in segments {
             match seg {
