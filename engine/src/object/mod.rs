@@ -1734,30 +1734,39 @@ impl<I: Io> ObjectLayer<I> {
             }
         }
         self.stats.borrow_mut().degraded_reads += 1;
-        // Degraded: read every available piece of the stripe and rebuild the data.
+        // Degraded: read k pieces (data slots first, they need no decoding), more only
+        // for those that fail, and rebuild the missing data.
         let n = g.n();
-        let reads = (0..n).filter(|i| e.missing_slots & (1 << i) == 0).map(|i| {
-            let d = g.drive_of(i);
-            let key = piece_key(partition, e.data_id, group, i);
-            async move {
-                let Some(st) = self.store(d) else { return (i, d, Err(StoreError::Closed)) };
-                (i, d, st.get_range(key, in_record, len).await.map(|buf| buf.to_vec()))
-            }
-        });
+        let mut candidates = (0..n).filter(|&i| e.missing_slots & (1 << i) == 0 && self.store(g.drive_of(i)).is_some());
         let mut shards: Vec<Vec<u8>> = vec![Vec::new(); n];
         let mut present = vec![false; n];
         let mut failures = Vec::new();
-        for (i, d, r) in futures::future::join_all(reads).await {
-            match r {
-                Ok(bytes) => {
-                    shards[i] = bytes;
-                    present[i] = true;
+        loop {
+            let have = present.iter().filter(|p| **p).count();
+            let batch: Vec<usize> = candidates.by_ref().take(g.k().saturating_sub(have)).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let reads = batch.into_iter().map(|i| {
+                let d = g.drive_of(i);
+                let key = piece_key(partition, e.data_id, group, i);
+                async move {
+                    let Some(st) = self.store(d) else { return (i, d, Err(StoreError::Closed)) };
+                    (i, d, st.get_range(key, in_record, len).await.map(|buf| buf.to_vec()))
                 }
-                Err(err) => {
-                    if self.stores[d].is_some() && !matches!(err, StoreError::Closed) {
-                        self.note_failure(d, &err);
+            });
+            for (i, d, r) in futures::future::join_all(reads).await {
+                match r {
+                    Ok(bytes) => {
+                        shards[i] = bytes;
+                        present[i] = true;
                     }
-                    failures.push(format!("slot {i} (drive {d}): {err}"));
+                    Err(err) => {
+                        if self.stores[d].is_some() && !matches!(err, StoreError::Closed) {
+                            self.note_failure(d, &err);
+                        }
+                        failures.push(format!("slot {i} (drive {d}): {err}"));
+                    }
                 }
             }
         }
