@@ -168,7 +168,8 @@ fn run_seed(seed: u64) -> Result<(u64, bool), String> {
     pool.run_until(async {
         let l = open(&image, &sp).await?;
         let orphans = l.stats().orphans_removed;
-        for (key, k) in state.borrow().iter() {
+        let expected: Vec<(String, KeyState)> = state.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (key, k) in &expected {
             let got = read(&l, key).await.map_err(|e| format!("{key}: read failed after recovery: {e}"))?;
             let ok = got == k.acked || k.in_flight.as_ref().is_some_and(|f| *f == got);
             if !ok {
