@@ -12,7 +12,7 @@ use tessera_gateway::sigv4::chunked::ChunkedMode;
 use tessera_gateway::sigv4::{encode_aws_chunked, sign_request, SigningParams};
 
 /// Builds an aws-chunked body for the signing context of the request.
-type Encoder = dyn Fn(&ChunkedMode) -> Vec<u8>;
+type Encoder<'a> = dyn Fn(&ChunkedMode) -> Vec<u8> + 'a;
 
 /// Sends a request signed with `payload_hash` (whatever the body really is) on a
 /// fresh connection and returns status line and body.
@@ -23,7 +23,7 @@ fn send_signed(
     extra: &[(&str, &str)],
     payload_hash: &str,
     body: &[u8],
-    chunked: Option<&Encoder>,
+    chunked: Option<&Encoder<'_>>,
 ) -> (u16, String) {
     let host = server.endpoint().trim_start_matches("http://").to_string();
     let mut h = HeaderMap::new();
