@@ -166,28 +166,37 @@ async fn list_all_cores(
     if max == 0 {
         return Ok(Page { items: vec![], truncated: false });
     }
-    let mut all: Vec<ListItem> = Vec::new();
-    for core in 0..gw.cx.handle.cores() {
+    // Every core lists at once; Rc<ObjectInfo> does not cross cores, so each sends
+    // back only what a listing shows (no headers, no layout).
+    let per_core = (0..gw.cx.handle.cores()).map(|core| {
         let (b, p, d, a) =
             (bucket.to_string(), prefix.to_string(), delimiter.map(str::to_string), after.map(str::to_string));
-        // Rc<ObjectInfo> does not cross cores: send back plain entries.
-        let items = gw
-            .cx
-            .handle
-            .submit(core, move |cx| async move {
-                cx.objects().list(&b, &p, d.as_deref(), a.as_deref(), max + 1).map_err(object_error).map(|v| {
-                    v.into_iter()
-                        .map(|i| match i {
-                            ListItem::Object { key, info } => (key, Some(super::owner::summary(&info))),
-                            ListItem::Prefix(p) => (p, None),
-                        })
-                        .collect::<Vec<_>>()
-                })
+        gw.cx.handle.submit(core, move |cx| async move {
+            cx.objects().list(&b, &p, d.as_deref(), a.as_deref(), max + 1).map_err(object_error).map(|v| {
+                v.into_iter()
+                    .map(|i| match i {
+                        ListItem::Object { key, info } => (key, Some((info.size, info.etag.clone(), info.modified_ms))),
+                        ListItem::Prefix(p) => (p, None),
+                    })
+                    .collect::<Vec<_>>()
             })
-            .await
-            .map_err(unavailable)??;
+        })
+    });
+    let mut all: Vec<ListItem> = Vec::new();
+    for items in futures::future::join_all(per_core).await {
+        let items = items.map_err(unavailable)??;
         all.extend(items.into_iter().map(|(name, info)| match info {
-            Some(info) => ListItem::Object { key: name, info: Rc::new(info) },
+            Some((size, etag, modified_ms)) => ListItem::Object {
+                key: name,
+                info: Rc::new(tessera_engine::object::ObjectInfo {
+                    size,
+                    etag,
+                    modified_ms,
+                    headers: vec![],
+                    data: tessera_engine::object::DataLayout::Inline(vec![]),
+                    parts: vec![],
+                }),
+            },
             None => ListItem::Prefix(name),
         }));
     }

@@ -32,6 +32,8 @@ const STORED_HEADERS: [&str; 7] = [
 /// per GET. With the owner's read-ahead and the chunk hyper is sending, a stream
 /// holds at most about 5 MiB however slow its client (`scripts/bench-memory.sh`).
 const RESPONSE_CHUNKS_IN_FLIGHT_MAX: usize = 2;
+/// Keys of one DeleteObjects request deleted at once.
+const DELETES_IN_FLIGHT_MAX: usize = 16;
 /// Request body frames (as hyper delivers them, usually 16-64 KiB) buffered on
 /// their way to the owner, per PUT.
 const REQUEST_FRAMES_IN_FLIGHT_MAX: usize = 16;
@@ -157,6 +159,27 @@ struct GetInputs {
     part_number: Option<u32>,
     head: bool,
     request_id: String,
+}
+
+/// The request headers the owner's decision reads (conditions and ranges): copied
+/// to the owner instead of the whole header map.
+const DECISION_HEADERS: [http::HeaderName; 6] = [
+    http::header::RANGE,
+    http::header::IF_RANGE,
+    http::header::IF_MATCH,
+    http::header::IF_NONE_MATCH,
+    http::header::IF_MODIFIED_SINCE,
+    http::header::IF_UNMODIFIED_SINCE,
+];
+
+fn decision_headers(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(DECISION_HEADERS.len());
+    for name in DECISION_HEADERS {
+        for v in h.get_all(&name) {
+            out.append(name.clone(), v.clone());
+        }
+    }
+    out
 }
 
 fn decide(inp: &GetInputs, info: &ObjectInfo) -> Result<ReadPlan, S3Error> {
@@ -286,8 +309,12 @@ pub async fn get_object(
         .get("x-amz-checksum-mode")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
-    let inputs =
-        GetInputs { headers: req.parts.headers.clone(), part_number, head, request_id: req.request_id.clone() };
+    let inputs = GetInputs {
+        headers: decision_headers(&req.parts.headers),
+        part_number,
+        head,
+        request_id: req.request_id.clone(),
+    };
     let (tx, rx) = if head {
         (None, None)
     } else {
@@ -369,21 +396,26 @@ pub async fn delete_objects(gw: &Rc<Gateway>, req: Req, bucket: &str) -> Result<
     let del = super::xml::parse_delete(&bytes).map_err(S3Error::from)?;
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
-    for obj in del.objects {
-        if obj.key.is_empty() {
-            errors.push((obj.key, S3Error::new(S3ErrorCode::UserKeyMustBeSpecified)));
-            continue;
-        }
-        if obj.etag.is_some() || obj.size.is_some() || obj.last_modified_time.is_some() {
-            errors.push((
-                obj.key,
-                S3Error::new(S3ErrorCode::NotImplemented).with_message("conditional deletes are not supported"),
-            ));
-            continue;
-        }
-        match delete_object(gw, bucket, &obj.key).await {
-            Ok(_) => deleted.push(obj.key),
-            Err(e) => errors.push((obj.key, e)),
+    // Keys on every core are deleted concurrently (bounded), answers in request order.
+    use futures::StreamExt;
+    let outcomes: Vec<(String, Result<(), S3Error>)> = futures::stream::iter(del.objects)
+        .map(|obj| async move {
+            let r = if obj.key.is_empty() {
+                Err(S3Error::new(S3ErrorCode::UserKeyMustBeSpecified))
+            } else if obj.etag.is_some() || obj.size.is_some() || obj.last_modified_time.is_some() {
+                Err(S3Error::new(S3ErrorCode::NotImplemented).with_message("conditional deletes are not supported"))
+            } else {
+                delete_object(gw, bucket, &obj.key).await.map(|_| ())
+            };
+            (obj.key, r)
+        })
+        .buffered(DELETES_IN_FLIGHT_MAX)
+        .collect()
+        .await;
+    for (key, r) in outcomes {
+        match r {
+            Ok(()) => deleted.push(key),
+            Err(e) => errors.push((key, e)),
         }
     }
     let out = super::xml::DeleteResultOutput {
