@@ -7,7 +7,11 @@
 #   * fio's O_DIRECT write bandwidth on the filesystem of the data directory: 64 MiB PUTs,
 #     with the target ratio tessera_put / (fio_write * k/(k+m)), k=4 m=2 (the drives share
 #     one disk, so every byte PUT costs (k+m)/k bytes written);
-#   * itself healthy against itself with one drive directory missing (64 MiB GETs).
+#   * itself healthy against itself with one drive directory missing (64 MiB GETs), both with
+#     the read cache off so the drives are read and the degraded side decodes; the healthy
+#     side is also set against nginx (tessera's cold path against nginx's page cache).
+# Everything else runs with the server's defaults, read cache included: the objects are
+# uploaded first (write-through), as nginx's files sit in the page cache once written.
 # Pairs are interleaved (A B A B ...) for ROUNDS rounds so machine noise hits both alike.
 # Each run's summary, JSON and HTML report, and the final table (summary.txt) go to OUT.
 #
@@ -104,9 +108,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# start_server [ARGS...]: extra server arguments (e.g. --cache-mib 0) for this start only.
 start_server() {
     server_logs=$((server_logs + 1))
-    tessera_start "$data" "$work/server-$server_logs.log"
+    TESSERA_SERVER_ARGS="${TESSERA_SERVER_ARGS:-} $*" tessera_start "$data" "$work/server-$server_logs.log"
 }
 
 # --- S3 through curl -------------------------------------------------------------------------
@@ -300,21 +305,25 @@ done
 
 # Degraded reads: the server restarted without one drive directory (moved aside, which the
 # server sees exactly as `rm -rf <data>/d1`: offline, not recreated) against the same server
-# restarted with it, interleaved.
+# restarted with it, interleaved. Both with the read cache off (--cache-mib 0), so every GET
+# reads the drives and the degraded one decodes; the healthy one is also set against nginx.
 for r in $(seq "$rounds"); do
     tessera_stop
     [[ -d "$data/d1" ]] || mv "$work/d1.removed" "$data/d1"
-    start_server
+    start_server --cache-mib 0
     flagged=0
-    tessera_run "r$r-get64m-healthy" --prefix big- "${big_args[@]}"
+    tessera_run "r$r-get64m-nocache" --prefix big- "${big_args[@]}"
     h=$result
+    nginx_run "r$r-get64m-nginx-again" big "${big_args[@]}"
+    n=$result
+    row "$r" "GET 64MiB c$big_conc, cache off, MB/s (nginx)" "$(field "$h" mb_per_s)" "$(field "$n" mb_per_s)"
     tessera_stop
     mv "$data/d1" "$work/d1.removed"
-    start_server
+    start_server --cache-mib 0
     grep -q 'd1 .*OFFLINE' "$work/server-$server_logs.log" || die "d1 is not offline after its removal"
     tessera_run "r$r-get64m-degraded" --prefix big- "${big_args[@]}"
     d=$result
-    row "$r" "degraded GET 64MiB c$big_conc MB/s (healthy)" "$(field "$d" mb_per_s)" "$(field "$h" mb_per_s)"
+    row "$r" "degraded GET 64MiB c$big_conc, cache off, MB/s (healthy)" "$(field "$d" mb_per_s)" "$(field "$h" mb_per_s)"
     row "$r" "degraded GET 64MiB c$big_conc p99 ms (healthy)" "$(field "$d" p99_ms)" "$(field "$h" p99_ms)"
 done
 

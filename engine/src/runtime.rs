@@ -222,9 +222,36 @@ pub struct CoreCx {
     pub handle: RuntimeHandle,
     stop: flume::Receiver<()>,
     services: std::cell::Cell<usize>,
+    /// Tasks in flight on this core (`RuntimeConfig::in_flight_max`).
+    limit: Rc<glommio::sync::Semaphore>,
 }
 
 impl CoreCx {
+    /// Runs `f` on `core` and returns its result, like
+    /// [`RuntimeHandle::submit`]; when `core` is this core, as a task of its own
+    /// here, with no message and no cross-thread wake-up. Either way `f` runs to
+    /// completion even if the caller stops waiting (a commit is never cut in two).
+    pub async fn run_on<T, F, Fut>(self: &Rc<Self>, core: usize, f: F) -> Result<T, RuntimeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<CoreCx>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        if core != self.core {
+            return self.handle.submit(core, f).await;
+        }
+        let permit = self.limit.acquire_static_permit(1).await.map_err(|_| RuntimeError::Stopped)?;
+        let fut = f(self.clone());
+        glommio::spawn_local(async move {
+            let out = fut.await;
+            drop(permit);
+            out
+        })
+        .detach()
+        .await
+        .ok_or(RuntimeError::Stopped)
+    }
+
     /// Resolves when the runtime begins to stop: services stop accepting work.
     pub async fn stopping(&self) {
         let _ = self.stop.recv_async().await;
@@ -553,8 +580,16 @@ async fn core_main(
         return Ok(()); // reported through `ready`
     }
     let _ = ready.send(Ok(reports));
-    let cx = Rc::new(CoreCx { core, stores, objects, handle, stop, services: std::cell::Cell::new(0) });
     let limit = Rc::new(glommio::sync::Semaphore::new(cfg.in_flight_max as u64));
+    let cx = Rc::new(CoreCx {
+        core,
+        stores,
+        objects,
+        handle,
+        stop,
+        services: std::cell::Cell::new(0),
+        limit: limit.clone(),
+    });
     while let Ok(env) = inbox.recv_async().await {
         match env {
             Envelope::Stop => break,

@@ -57,9 +57,10 @@ async fn open(io: &MemIo, sp: &LocalSpawner) -> Result<Rc<ObjectLayer<MemIo>>, S
         sp.spawn_local(c).map_err(|e| e.to_string())?;
         stores.push(Some(s));
     }
-    let (layer, deleter) = ObjectLayer::open(0, dep(), ObjectConfig { inline_bytes_max: 1000 }, Rc::new(stores))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (layer, deleter) =
+        ObjectLayer::open(0, dep(), ObjectConfig { inline_bytes_max: 1000, ..Default::default() }, Rc::new(stores))
+            .await
+            .map_err(|e| e.to_string())?;
     sp.spawn_local(deleter).map_err(|e| e.to_string())?;
     Ok(layer)
 }

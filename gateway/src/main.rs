@@ -50,6 +50,11 @@ struct ServerArgs {
     /// erasure coded.
     #[arg(long, default_value_t = 128 << 10)]
     inline_bytes_max: usize,
+    /// Read cache in MiB for the whole process, split evenly between the cores (each
+    /// caches the objects it owns); 0 turns it off. Default: a quarter of the
+    /// machine's memory.
+    #[arg(long)]
+    cache_mib: Option<u64>,
     /// Domain for virtual-hosted-style requests (`bucket.<domain>`); path style always works.
     #[arg(long)]
     vhost_domain: Option<String>,
@@ -72,6 +77,7 @@ impl From<ServerArgs> for tessera_gateway::server::ServerOptions {
             checkpoint_secs: a.checkpoint_secs,
             address: a.address,
             inline_bytes_max: a.inline_bytes_max,
+            cache_bytes: a.cache_mib.map(|m| m << 20),
             vhost_domain: a.vhost_domain,
             gateway_cores: a.gateway_cores,
         }
@@ -82,6 +88,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: cheaper per access-log line,
+        // and log files stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let r = match cli.command {

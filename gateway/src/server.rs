@@ -28,6 +28,8 @@ pub struct ServerOptions {
     pub checkpoint_secs: u64,
     pub address: SocketAddr,
     pub inline_bytes_max: usize,
+    /// Read cache for the whole process; `None`: a quarter of physical memory.
+    pub cache_bytes: Option<u64>,
     pub vhost_domain: Option<String>,
     pub gateway_cores: Option<usize>,
 }
@@ -51,6 +53,19 @@ const CHUNK_BYTES_DEFAULT: u32 = 256 << 10;
 const GROUP_STRIPES_DEFAULT: u32 = 4;
 /// Inline objects ride in metadata records, which are at most this large.
 const INLINE_BYTES_MAX_LIMIT: usize = 1 << 20;
+/// The read cache takes this fraction (1/n) of physical memory unless told.
+const CACHE_MEMORY_DIVISOR: u64 = 4;
+
+/// MemTotal from /proc/meminfo (1 GiB when it cannot be read).
+fn physical_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(1 << 30, |kib| kib << 10)
+}
 
 pub fn run(opts: ServerOptions) -> Result<(), String> {
     let drives: Vec<PathBuf> = if opts.drives.is_empty() {
@@ -106,6 +121,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
     }
     let online: Vec<bool> = status.iter().map(|s| !matches!(s, DriveStatus::Offline(_))).collect();
     let (creds, source) = credentials::load(&opts.data)?;
+    let cache_bytes = opts.cache_bytes.unwrap_or_else(|| physical_memory_bytes() / CACHE_MEMORY_DIVISOR);
     let cfg = RuntimeConfig {
         cores: dep.cores,
         drives: drives.clone(),
@@ -114,7 +130,10 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
         store: StoreConfig { segment_bytes: opts.segment_mib << 20, ..StoreConfig::default() },
         objects: Some(ObjectsConfig {
             deployment: dep.clone(),
-            config: ObjectConfig { inline_bytes_max: opts.inline_bytes_max },
+            config: ObjectConfig {
+                inline_bytes_max: opts.inline_bytes_max,
+                cache_bytes: cache_bytes / dep.cores as u64,
+            },
             online: online.clone(),
         }),
         ..RuntimeConfig::default()
@@ -186,6 +205,11 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
         (dep.k as u64 * dep.chunk_bytes as u64) >> 10,
         opts.inline_bytes_max,
         dep.m + 1
+    );
+    println!(
+        "  cache     {} MiB per core for the objects it owns (--cache-mib {} for all cores)",
+        (cache_bytes / dep.cores as u64) >> 20,
+        cache_bytes >> 20
     );
     println!("  drives    {}", drives.len());
     for (i, d) in drives.iter().enumerate() {

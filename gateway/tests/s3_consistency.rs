@@ -94,3 +94,69 @@ async fn race_on_one_key(server: &Server, bucket: &str, key: &str, len: usize) {
     }
     writer.await.expect("writer");
 }
+
+/// The sum of one metric over every core, from /metrics.
+fn metric_sum(server: &Server, name: &str) -> f64 {
+    let r = server.raw_request("GET", "/metrics", &[], &[], b"");
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The read cache serves repeated reads from memory, and never serves bytes of a
+/// version that was overwritten or deleted, whole or by range, inline or coded.
+#[tokio::test]
+async fn the_read_cache_serves_repeats_and_never_stale_bytes() {
+    let server = Server::start_default().await;
+    skip_if_external!(server, "reads the server's /metrics");
+    let s3 = server.client();
+    let bucket = server.new_bucket().await;
+    assert!(metric_sum(&server, "tessera_cache_capacity_bytes") > 0.0, "the cache is on by default");
+    for (key, len) in [("small", 4 * KIB), ("coded", 3 * 1024 * KIB + 17)] {
+        let mut want = Vec::new();
+        for version in 0..3u64 {
+            let data = random_bytes(len, 9000 + version);
+            s3.put_object().bucket(&bucket).key(key).body(ByteStream::from(data.clone())).send().await.expect("put");
+            for read in 0..2 {
+                let got = body_bytes(s3.get_object().bucket(&bucket).key(key).send().await.expect("get")).await;
+                assert_bytes_eq(&got, &data, &format!("{key} version {version} read {read}"));
+                let (lo, hi) = (len / 3, len / 3 + 1000);
+                let out = s3
+                    .get_object()
+                    .bucket(&bucket)
+                    .key(key)
+                    .range(format!("bytes={lo}-{hi}"))
+                    .send()
+                    .await
+                    .expect("range");
+                assert_bytes_eq(&body_bytes(out).await, &data[lo..=hi], &format!("{key} version {version} range"));
+            }
+            want = data;
+        }
+        assert_eq!(want.len(), len);
+        s3.delete_object().bucket(&bucket).key(key).send().await.expect("delete");
+        let gone = s3.get_object().bucket(&bucket).key(key).send().await;
+        assert!(gone.is_err(), "{key}: a deleted object is not served from the cache");
+    }
+    assert!(metric_sum(&server, "tessera_cache_hits_total") >= 8.0, "repeated reads were cache hits");
+}
+
+/// With `--cache-mib 0` nothing is cached and reads still work.
+#[tokio::test]
+async fn the_read_cache_can_be_turned_off() {
+    let opts = ServerOpts { extra_args: vec!["--cache-mib".into(), "0".into()], ..ServerOpts::default() };
+    let server = Server::start(opts).await;
+    skip_if_external!(server, "starts its own server with options");
+    let s3 = server.client();
+    let bucket = server.new_bucket().await;
+    let data = random_bytes(2 * 1024 * KIB, 77);
+    s3.put_object().bucket(&bucket).key("k").body(ByteStream::from(data.clone())).send().await.expect("put");
+    for _ in 0..2 {
+        let got = body_bytes(s3.get_object().bucket(&bucket).key("k").send().await.expect("get")).await;
+        assert_bytes_eq(&got, &data, "read with the cache off");
+    }
+    assert_eq!(metric_sum(&server, "tessera_cache_capacity_bytes"), 0.0);
+    assert_eq!(metric_sum(&server, "tessera_cache_hits_total"), 0.0);
+}

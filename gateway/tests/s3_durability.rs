@@ -255,7 +255,13 @@ fn corrupt_one_sector(server: &Server, data: &[u8]) -> Corruption {
 
 #[tokio::test]
 async fn corrupted_shard_is_detected_and_repaired_on_read() {
-    let opts = ServerOpts { segment_mib: Some(64), ..ServerOpts::default() };
+    // The read cache off: every read goes to the drives (with it, the first rebuilt
+    // stripe would be served from memory afterwards).
+    let opts = ServerOpts {
+        segment_mib: Some(64),
+        extra_args: vec!["--cache-mib".into(), "0".into()],
+        ..ServerOpts::default()
+    };
     let mut server = Server::start(opts).await;
     skip_if_external!(server, "edits segment files");
     let s3 = server.client();

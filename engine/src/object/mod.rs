@@ -39,6 +39,7 @@ use std::hash::Hasher;
 use std::ops::Bound;
 use std::rc::Rc;
 
+use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
@@ -47,6 +48,9 @@ use crate::format::ShardKey;
 use crate::io::Io;
 use crate::store::{ShardStore, StoreError};
 pub use deployment::{Deployment, DriveStatus};
+mod cache;
+pub use cache::CacheStats;
+use cache::{CacheKey, ReadCache};
 pub use meta::{BucketInfo, DataLayout, Extent, Geometry, ObjectInfo, PartInfo, PartSummary, UploadInfo};
 use meta::{MetaEntry, MetaRecord, META_PIECE};
 
@@ -67,11 +71,13 @@ pub const PARTS_MAX: u32 = 10_000;
 pub struct ObjectConfig {
     /// Objects up to this size are stored inline in their replicated metadata.
     pub inline_bytes_max: usize,
+    /// Bytes of this core's read cache (see [`cache`]); 0 turns it off.
+    pub cache_bytes: u64,
 }
 
 impl Default for ObjectConfig {
     fn default() -> Self {
-        ObjectConfig { inline_bytes_max: 128 << 10 }
+        ObjectConfig { inline_bytes_max: 128 << 10, cache_bytes: 0 }
     }
 }
 
@@ -295,6 +301,7 @@ pub struct ObjectStats {
     pub degraded_reads: u64,
     pub pieces_failed: u64,
     pub orphans_removed: u64,
+    pub cache: CacheStats,
 }
 
 /// One core's object layer. Not `Send`: it lives on the core that owns its
@@ -316,6 +323,10 @@ pub struct ObjectLayer<I: Io> {
     /// Recently completed uploads (bucket, key, upload id, ETag): a repeated
     /// CompleteMultipartUpload of the same upload succeeds, as in S3.
     completed: RefCell<std::collections::VecDeque<(String, String, String, String)>>,
+    cache: RefCell<ReadCache>,
+    /// Stripe reads in progress for the cache, with the reads waiting on them: a
+    /// burst of requests for the same new stripe reads the drives once.
+    loading: RefCell<HashMap<CacheKey, Vec<futures::channel::oneshot::Sender<Bytes>>>>,
 }
 
 /// Completed uploads remembered for repeated completions.
@@ -349,6 +360,7 @@ impl<I: Io> ObjectLayer<I> {
             return Err(ObjectError::Internal(format!("the deployment's codec {codec} is not in this build")));
         }
         let (tx, rx) = flume::bounded::<(u32, Extent)>(DELETE_QUEUE_MAX);
+        let cache = RefCell::new(ReadCache::new(cfg.cache_bytes));
         let layer = Rc::new(ObjectLayer {
             core,
             cfg,
@@ -362,6 +374,8 @@ impl<I: Io> ObjectLayer<I> {
             stats: RefCell::new(ObjectStats::default()),
             deleter: RefCell::new(Some(tx)),
             completed: RefCell::new(std::collections::VecDeque::new()),
+            cache,
+            loading: RefCell::new(HashMap::new()),
             dep,
         });
         layer.recover().await?;
@@ -397,6 +411,7 @@ impl<I: Io> ObjectLayer<I> {
         let st = self.state.borrow();
         s.objects = st.objects.values().map(|m| m.len()).sum();
         s.uploads = st.uploads.len();
+        s.cache = self.cache.borrow().stats();
         s
     }
 
@@ -851,7 +866,10 @@ impl<I: Io> ObjectLayer<I> {
             unreachable!("built above")
         };
         if let DataLayout::Inline(bytes) = &mut info.data {
-            *bytes = Vec::new();
+            // Just written, likely read soon (a CDN's first fetch): cached, keyed by
+            // the version, so a reader of an older version never sees these bytes.
+            let partition = self.dep.partition_of(bucket, key);
+            self.cache.borrow_mut().insert(CacheKey::Inline { partition, version }, Bytes::from(std::mem::take(bytes)));
         }
         let meta = ObjectMeta { version, info: Rc::new(info), replicas };
         self.apply_object(bucket, key, Some(meta.clone()));
@@ -1569,6 +1587,17 @@ async fn write_group<I: Io>(
             failed |= 1 << slot;
         }
     }
+    // Write-through: a media origin serves what was just uploaded (a live
+    // stream's new segment) to many readers at once. One allocation per stripe,
+    // so an evicted stripe frees its memory whatever happens to its neighbours.
+    // An upload that never commits leaves entries no reader can name.
+    if layer.cache.borrow().enabled() {
+        let mut cache = layer.cache.borrow_mut();
+        for (i, chunk) in data.chunks(stripe).enumerate() {
+            let s = group * g.group_stripes as u64 + i as u64;
+            cache.insert(CacheKey::Stripe { data_id, stripe: s }, Bytes::copy_from_slice(chunk));
+        }
+    }
     Ok((failed, data))
 }
 
@@ -1610,10 +1639,18 @@ impl<I: Io> ObjectReader<I> {
     }
 
     /// The inline bytes of a small object.
-    pub async fn inline_data(&self) -> ObjectResult<Vec<u8>> {
+    pub async fn inline_data(&self) -> ObjectResult<Bytes> {
+        let ck = CacheKey::Inline { partition: self.partition, version: self.meta.version };
+        if let Some(b) = self.layer.cache.borrow_mut().get(&ck) {
+            return Ok(b);
+        }
         let rec = self.layer.read_meta(&self.identity, self.meta.version, &self.meta.replicas).await?;
         match rec.entry {
-            MetaEntry::Object { object: Some(ObjectInfo { data: DataLayout::Inline(b), .. }), .. } => Ok(b),
+            MetaEntry::Object { object: Some(ObjectInfo { data: DataLayout::Inline(b), .. }), .. } => {
+                let b = Bytes::from(b);
+                self.layer.cache.borrow_mut().insert(ck, b.clone());
+                Ok(b)
+            }
             _ => Err(ObjectError::Internal("metadata replica holds no inline data".into())),
         }
     }
@@ -1652,11 +1689,11 @@ impl<I: Io> ObjectReader<I> {
     }
 
     /// Reads bytes starting at `pos`, at most `max` and never past one stripe, so
-    /// a caller streams with bounded memory. Returns an empty vec at the end.
-    pub async fn read(&self, pos: u64, max: u64) -> ObjectResult<Vec<u8>> {
+    /// a caller streams with bounded memory. Returns nothing at the end.
+    pub async fn read(&self, pos: u64, max: u64) -> ObjectResult<Bytes> {
         let size = self.meta.info.size;
         if pos >= size || max == 0 {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         }
         if matches!(self.meta.info.data, DataLayout::Inline(_)) {
             let all = self.inline_data().await?;
@@ -1664,7 +1701,7 @@ impl<I: Io> ObjectReader<I> {
                 return Err(ObjectError::Internal("inline data has the wrong length".into()));
             }
             let end = (pos + max).min(size);
-            return Ok(all[pos as usize..end as usize].to_vec());
+            return Ok(all.slice(pos as usize..end as usize));
         }
         // Find the extent holding `pos`.
         let mut base = 0u64;
@@ -1686,8 +1723,72 @@ impl<I: Io> ObjectReader<I> {
 }
 
 impl<I: Io> ObjectLayer<I> {
-    /// Bytes `[a, b)` of stripe `s` of extent `e` (the stripe holds `stripe_len`).
+    /// Bytes `[a, b)` of stripe `s` of extent `e` (the stripe holds `stripe_len`):
+    /// from the cache, or read as a whole stripe into it (when it is on), or read
+    /// directly.
     async fn read_stripe(
+        &self,
+        partition: u32,
+        e: &Extent,
+        s: u64,
+        stripe_len: u64,
+        a: u64,
+        b: u64,
+    ) -> ObjectResult<Bytes> {
+        if !self.cache.borrow().enabled() {
+            return self.read_stripe_range(partition, e, s, stripe_len, a, b).await.map(Bytes::from);
+        }
+        let ck = CacheKey::Stripe { data_id: e.data_id, stripe: s };
+        let (a_, b_) = (a as usize, b as usize);
+        if let Some(hit) = self.cache.borrow_mut().get(&ck) {
+            return Ok(hit.slice(a_..b_));
+        }
+        // Someone is reading this stripe already: wait for it (if it fails or is
+        // dropped, read directly).
+        let waiting = {
+            let mut loading = self.loading.borrow_mut();
+            match loading.get_mut(&ck) {
+                Some(waiters) => {
+                    let (tx, rx) = futures::channel::oneshot::channel();
+                    waiters.push(tx);
+                    Some(rx)
+                }
+                None => {
+                    loading.insert(ck, Vec::new());
+                    None
+                }
+            }
+        };
+        if let Some(rx) = waiting {
+            return match rx.await {
+                Ok(all) => Ok(all.slice(a_..b_)),
+                Err(_) => self.read_stripe_range(partition, e, s, stripe_len, a, b).await.map(Bytes::from),
+            };
+        }
+        // The leader: its waiters are released (with the bytes, or to read for
+        // themselves) however this ends, also when the read is dropped.
+        struct Loading<'a, I: Io> {
+            layer: &'a ObjectLayer<I>,
+            key: CacheKey,
+        }
+        impl<I: Io> Drop for Loading<'_, I> {
+            fn drop(&mut self) {
+                self.layer.loading.borrow_mut().remove(&self.key);
+            }
+        }
+        let guard = Loading { layer: self, key: ck };
+        let all = Bytes::from(self.read_stripe_range(partition, e, s, stripe_len, 0, stripe_len).await?);
+        self.cache.borrow_mut().insert(ck, all.clone());
+        let waiters = self.loading.borrow_mut().remove(&ck).unwrap_or_default();
+        drop(guard);
+        for w in waiters {
+            let _ = w.send(all.clone());
+        }
+        Ok(all.slice(a_..b_))
+    }
+
+    /// Bytes `[a, b)` of stripe `s` of extent `e` read from the drives.
+    async fn read_stripe_range(
         &self,
         partition: u32,
         e: &Extent,

@@ -53,7 +53,9 @@ impl World {
             stores.push(Some(s));
         }
         let (layer, deleter) =
-            ObjectLayer::open(0, dep(), ObjectConfig { inline_bytes_max: 1000 }, Rc::new(stores)).await.unwrap();
+            ObjectLayer::open(0, dep(), ObjectConfig { inline_bytes_max: 1000, ..Default::default() }, Rc::new(stores))
+                .await
+                .unwrap();
         spawner.spawn_local(deleter).unwrap();
         layer
     }

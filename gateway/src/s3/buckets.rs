@@ -32,8 +32,7 @@ pub async fn create_bucket(gw: &Rc<Gateway>, req: Req, bucket: &str) -> Result<R
     let name = bucket.to_string();
     let created = gw
         .cx
-        .handle
-        .submit(0, move |cx| async move { cx.objects().create_bucket(&name).await.map_err(object_error) })
+        .run_on(0, move |cx| async move { cx.objects().create_bucket(&name).await.map_err(object_error) })
         .await
         .map_err(unavailable)??;
     let Some(created_ms) = created else {
@@ -46,8 +45,7 @@ pub async fn create_bucket(gw: &Rc<Gateway>, req: Req, bucket: &str) -> Result<R
     for core in 1..gw.cx.handle.cores() {
         let name = bucket.to_string();
         gw.cx
-            .handle
-            .submit(core, move |cx| async move { cx.objects().apply_bucket(&name, Some(created_ms)) })
+            .run_on(core, move |cx| async move { cx.objects().apply_bucket(&name, Some(created_ms)) })
             .await
             .map_err(unavailable)?;
     }
@@ -67,8 +65,7 @@ pub async fn delete_bucket(gw: &Rc<Gateway>, bucket: &str) -> Result<Resp, S3Err
                 let name = name.clone();
                 exists &= gw
                     .cx
-                    .handle
-                    .submit(core, move |cx| async move { cx.objects().set_bucket_deleting(&name, deleting) })
+                    .run_on(core, move |cx| async move { cx.objects().set_bucket_deleting(&name, deleting) })
                     .await
                     .map_err(unavailable)?;
             }
@@ -85,8 +82,7 @@ pub async fn delete_bucket(gw: &Rc<Gateway>, bucket: &str) -> Result<Resp, S3Err
         let name = bucket.to_string();
         empty &= !gw
             .cx
-            .handle
-            .submit(core, move |cx| async move { cx.objects().bucket_has_objects(&name) })
+            .run_on(core, move |cx| async move { cx.objects().bucket_has_objects(&name) })
             .await
             .map_err(unavailable)?;
     }
@@ -97,16 +93,14 @@ pub async fn delete_bucket(gw: &Rc<Gateway>, bucket: &str) -> Result<Resp, S3Err
     for core in 0..cores {
         let name = bucket.to_string();
         gw.cx
-            .handle
-            .submit(core, move |cx| async move { cx.objects().drop_bucket_uploads(&name).await.map_err(object_error) })
+            .run_on(core, move |cx| async move { cx.objects().drop_bucket_uploads(&name).await.map_err(object_error) })
             .await
             .map_err(unavailable)??;
     }
     let name = bucket.to_string();
     let r = gw
         .cx
-        .handle
-        .submit(0, move |cx| async move { cx.objects().delete_bucket(&name).await.map_err(object_error) })
+        .run_on(0, move |cx| async move { cx.objects().delete_bucket(&name).await.map_err(object_error) })
         .await
         .map_err(unavailable)?;
     if let Err(e) = r {
@@ -116,8 +110,7 @@ pub async fn delete_bucket(gw: &Rc<Gateway>, bucket: &str) -> Result<Resp, S3Err
     for core in 1..cores {
         let name = bucket.to_string();
         gw.cx
-            .handle
-            .submit(core, move |cx| async move { cx.objects().apply_bucket(&name, None) })
+            .run_on(core, move |cx| async move { cx.objects().apply_bucket(&name, None) })
             .await
             .map_err(unavailable)?;
     }
@@ -171,7 +164,7 @@ async fn list_all_cores(
     let per_core = (0..gw.cx.handle.cores()).map(|core| {
         let (b, p, d, a) =
             (bucket.to_string(), prefix.to_string(), delimiter.map(str::to_string), after.map(str::to_string));
-        gw.cx.handle.submit(core, move |cx| async move {
+        gw.cx.run_on(core, move |cx| async move {
             cx.objects().list(&b, &p, d.as_deref(), a.as_deref(), max + 1).map_err(object_error).map(|v| {
                 v.into_iter()
                     .map(|i| match i {
@@ -340,8 +333,7 @@ async fn check_target(gw: &Rc<Gateway>, bucket: &str, key: Option<&str>) -> Resu
     if let Some(k) = key {
         let (b, k2) = (bucket.to_string(), k.to_string());
         gw.cx
-            .handle
-            .submit(gw.core_of(bucket, k), move |cx| async move {
+            .run_on(gw.core_of(bucket, k), move |cx| async move {
                 cx.objects().head(&b, &k2).map(|_| ()).map_err(|e| super::owner::named_error(e, &b, &k2))
             })
             .await

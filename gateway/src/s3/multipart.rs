@@ -38,8 +38,7 @@ pub async fn create(gw: &Rc<Gateway>, req: &Req, bucket: &str, key: &str) -> Res
     let (b, k) = (bucket.to_string(), key.to_string());
     let id = gw
         .cx
-        .handle
-        .submit(gw.core_of(bucket, key), move |cx| async move {
+        .run_on(gw.core_of(bucket, key), move |cx| async move {
             cx.objects().create_upload(&b, &k, headers).await.map_err(object_error)
         })
         .await
@@ -80,8 +79,7 @@ pub async fn complete(gw: &Rc<Gateway>, req: Req, bucket: &str, key: &str, uploa
     let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
     let info = gw
         .cx
-        .handle
-        .submit(gw.core_of(bucket, key), move |cx| async move {
+        .run_on(gw.core_of(bucket, key), move |cx| async move {
             let objects = cx.objects();
             let have = match objects.parts(&b, &k, &u) {
                 Ok(h) => h,
@@ -167,8 +165,7 @@ pub async fn complete(gw: &Rc<Gateway>, req: Req, bucket: &str, key: &str, uploa
 pub async fn abort(gw: &Rc<Gateway>, bucket: &str, key: &str, upload_id: &str) -> Result<Resp, S3Error> {
     let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
     gw.cx
-        .handle
-        .submit(gw.core_of(bucket, key), move |cx| async move {
+        .run_on(gw.core_of(bucket, key), move |cx| async move {
             cx.objects().abort_upload(&b, &k, &u).await.map_err(|e| upload_error(e, &u))
         })
         .await
@@ -200,8 +197,7 @@ pub async fn list_parts(
     let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
     let parts = gw
         .cx
-        .handle
-        .submit(gw.core_of(bucket, key), move |cx| async move {
+        .run_on(gw.core_of(bucket, key), move |cx| async move {
             cx.objects().parts(&b, &k, &u).map_err(|e| upload_error(e, &u))
         })
         .await
@@ -272,8 +268,7 @@ pub async fn list_uploads(gw: &Rc<Gateway>, req: &Req, bucket: &str) -> Result<R
         let (b, p, km, um) = (bucket.to_string(), prefix.clone(), key_marker.clone(), upload_id_marker.clone());
         let v = gw
             .cx
-            .handle
-            .submit(core, move |cx| async move {
+            .run_on(core, move |cx| async move {
                 let km = (!km.is_empty()).then_some(km.as_str());
                 cx.objects().list_uploads(&b, &p, km, Some(um.as_str()), max + 1).map_err(object_error)
             })

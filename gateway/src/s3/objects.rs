@@ -105,7 +105,7 @@ pub async fn put_body(
     let (tx, rx) = flume::bounded::<BodyMsg>(REQUEST_FRAMES_IN_FLIGHT_MAX);
     let core = gw.core_of(bucket, key);
     let (b, k) = (bucket.to_string(), key.to_string());
-    let commit = gw.cx.handle.submit(core, move |cx| owner::put(cx, b, k, target, rx));
+    let commit = gw.cx.run_on(core, move |cx| owner::put(cx, b, k, target, rx));
     let ingest = async {
         let r = body::pump(req.body, spec, &tx).await;
         match r {
@@ -323,10 +323,9 @@ pub async fn get_object(
     };
     let core = gw.core_of(bucket, key);
     let (b, k) = (bucket.to_string(), key.to_string());
-    let (info, plan) = gw
+    let (info, plan, direct) = gw
         .cx
-        .handle
-        .submit(core, move |cx| owner::read(cx, b, k, Box::new(move |info| decide(&inputs, info)), tx))
+        .run_on(core, move |cx| owner::read(cx, b, k, Box::new(move |info| decide(&inputs, info)), tx, true))
         .await
         .map_err(|e| S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(e.to_string()))??;
     let mut r = Resp::new(StatusCode::from_u16(plan.status).unwrap_or(StatusCode::OK));
@@ -349,7 +348,9 @@ pub async fn get_object(
     }
     let len = plan.body_len();
     r.content_length(len);
-    if let Some(rx) = rx {
+    if let Some(body) = direct {
+        r.body = Body::Full(body);
+    } else if let Some(rx) = rx {
         if !plan.segments.is_empty() {
             r.body = Body::from_channel(rx, len);
         }
@@ -363,8 +364,7 @@ pub async fn delete_object(gw: &Rc<Gateway>, bucket: &str, key: &str) -> Result<
     let core = gw.core_of(bucket, key);
     let (b, k) = (bucket.to_string(), key.to_string());
     gw.cx
-        .handle
-        .submit(core, move |cx| async move {
+        .run_on(core, move |cx| async move {
             cx.objects().delete_object(&b, &k).await.map_err(|e| owner::named_error(e, &b, &k))
         })
         .await
@@ -495,10 +495,9 @@ pub async fn copy_object(
     let (tx, rx) = flume::bounded::<owner::BodyChunk>(RESPONSE_CHUNKS_IN_FLIGHT_MAX);
     let src_core = gw.core_of(src_bucket, src_key);
     let (sb, sk) = (src_bucket.to_string(), src_key.to_string());
-    let (src_info, plan) = gw
+    let (src_info, plan, _) = gw
         .cx
-        .handle
-        .submit(src_core, move |cx| owner::read(cx, sb, sk, decide_src, Some(tx)))
+        .run_on(src_core, move |cx| owner::read(cx, sb, sk, decide_src, Some(tx), false))
         .await
         .map_err(|e| S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(e.to_string()))??;
     let len = plan.body_len();

@@ -339,8 +339,7 @@ async fn metrics(gw: &Rc<Gateway>) -> Result<Resp, S3Error> {
     for core in 0..gw.cx.handle.cores() {
         let (s, drives, stats) = gw
             .cx
-            .handle
-            .submit(core, |cx| async move {
+            .run_on(core, |cx| async move {
                 let snap = crate::s3::service::core_metrics(&cx);
                 let o = cx.objects();
                 (snap, o.drive_states(), o.stats())
@@ -371,6 +370,14 @@ async fn metrics(gw: &Rc<Gateway>) -> Result<Resp, S3Error> {
             )
             .label("core", core.to_string()),
         );
+        for (name, help, v) in [
+            ("tessera_cache_hits_total", "Reads served from the core's read cache", stats.cache.hits),
+            ("tessera_cache_misses_total", "Reads the core's read cache could not serve", stats.cache.misses),
+            ("tessera_cache_bytes", "Bytes held by the core's read cache", stats.cache.bytes),
+            ("tessera_cache_capacity_bytes", "Size of the core's read cache", stats.cache.capacity),
+        ] {
+            gauges.push(GaugeLine::new(name, help, v as f64).label("core", core.to_string()));
+        }
         gauges.push(
             GaugeLine::new(
                 "tessera_pieces_failed_total",

@@ -925,8 +925,37 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")`.
+/// Signing keys a thread remembers: a key is valid for a day, and each is four
+/// HMACs that every request would otherwise derive again.
+const SIGNING_KEYS_REMEMBERED_MAX: usize = 64;
+
+/// (secret, date, region, service).
+type SigningKeyId = (String, String, String, String);
+
+thread_local! {
+    static SIGNING_KEYS: std::cell::RefCell<std::collections::HashMap<SigningKeyId, [u8; 32]>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")`,
+/// remembered per thread.
 fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    let id = (secret.to_string(), date.to_string(), region.to_string(), service.to_string());
+    if let Some(k) = SIGNING_KEYS.with(|m| m.borrow().get(&id).copied()) {
+        return k;
+    }
+    let k = derive_signing_key(secret, date, region, service);
+    SIGNING_KEYS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= SIGNING_KEYS_REMEMBERED_MAX {
+            m.clear();
+        }
+        m.insert(id, k);
+    });
+    k
+}
+
+fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let k_date = hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k_region = hmac_sha256(&k_date, region.as_bytes());
     let k_service = hmac_sha256(&k_region, service.as_bytes());
