@@ -10,8 +10,8 @@
 #   * itself healthy against itself with one drive directory missing (64 MiB GETs), both with
 #     the read cache off so the drives are read and the degraded side decodes; the healthy
 #     side is also set against nginx (tessera's cold path against nginx's page cache).
-# Everything else runs with the server's defaults, read cache included: the objects are
-# uploaded first (write-through), as nginx's files sit in the page cache once written.
+# Everything else runs with the server's defaults, read cache included; every object is read
+# once from both servers before measuring (nginx's page cache, tessera's read cache).
 # Pairs are interleaved (A B A B ...) for ROUNDS rounds so machine noise hits both alike.
 # Each run's summary, JSON and HTML report, and the final table (summary.txt) go to OUT.
 #
@@ -251,6 +251,15 @@ s3_put "$TESSERA_ENDPOINT/$bucket"
 s3_put "$TESSERA_ENDPOINT/$bucket/big-00000000" "$www/big"
 s3_put "$TESSERA_ENDPOINT/$bucket/range-00000000" "$www/range"
 s3_put "$TESSERA_ENDPOINT/$bucket/small-00000000" "$www/small"
+# One whole read of every object on both sides before measuring: nginx's files are in the
+# page cache once written and read, tessera's objects in its read cache once read.
+warm() {
+    for name in big range small; do
+        curl -sSf -o /dev/null "http://127.0.0.1:$nginx_port/$name"
+        s3curl -f -o /dev/null "$TESSERA_ENDPOINT/$bucket/$name-00000000"
+    done
+}
+warm
 
 big_args=(--workload get --object-size 64MiB --objects 1 --concurrency "$big_conc")
 range_args=(--workload range --range-size 1MiB --objects 1 --concurrency "$range_conc")

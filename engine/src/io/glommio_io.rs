@@ -67,6 +67,10 @@ impl Io for GlommioIo {
     type Buf = GlommioBuf;
     type ReadBuf = GlommioRead;
 
+    async fn yield_if_needed() {
+        glommio::yield_if_needed().await
+    }
+
     fn alloc(&self, len: usize) -> GlommioBuf {
         debug_assert_eq!(len % super::IO_ALIGN_BYTES, 0);
         // Not zeroed: every caller writes every byte (see `Io::alloc`); zeroing a

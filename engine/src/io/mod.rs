@@ -112,6 +112,10 @@ pub trait Io: Clone + 'static {
     async fn list_dir(&self, path: &Path) -> IoResult<Vec<String>>;
     /// Reads a whole small file (checkpoints). No alignment rules.
     async fn read_file(&self, path: &Path) -> IoResult<Vec<u8>>;
+
+    /// Lets other tasks and the reactor run if this task has had the core long
+    /// enough (long CPU work such as encoding calls it between steps).
+    async fn yield_if_needed() {}
 }
 
 /// An open file. Offsets and lengths of reads and writes are multiples of

@@ -1568,6 +1568,8 @@ async fn write_group<I: Io>(
         let mut parity_refs: Vec<&mut [u8]> =
             parity_p.iter_mut().enumerate().map(|(j, p)| &mut p[base[k + j]..base[k + j] + len]).collect();
         layer.codec_for(&g)?.encode(&data_refs, &mut parity_refs).map_err(|e| ObjectError::Internal(e.to_string()))?;
+        // Between stripes, the reactor may run (submit and reap other IO).
+        I::yield_if_needed().await;
     }
     let layer = &layer;
     let writes = (0..n).filter(|s| missing & (1 << s) == 0).map(|slot| {
@@ -1585,17 +1587,6 @@ async fn write_group<I: Io>(
                 layer.note_failure(d, &e);
             }
             failed |= 1 << slot;
-        }
-    }
-    // Write-through: a media origin serves what was just uploaded (a live
-    // stream's new segment) to many readers at once. One allocation per stripe,
-    // so an evicted stripe frees its memory whatever happens to its neighbours.
-    // An upload that never commits leaves entries no reader can name.
-    if layer.cache.borrow().enabled() {
-        let mut cache = layer.cache.borrow_mut();
-        for (i, chunk) in data.chunks(stripe).enumerate() {
-            let s = group * g.group_stripes as u64 + i as u64;
-            cache.insert(CacheKey::Stripe { data_id, stripe: s }, Bytes::copy_from_slice(chunk));
         }
     }
     Ok((failed, data))

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::s3::checksum::{self, Checksum, ChecksumAlgorithm, Checksummer, Md5, Md5Digest, RequestChecksums};
+use crate::s3::checksum::{self, Checksum, ChecksumAlgorithm, Checksummer, RequestChecksums};
 use crate::s3::error::{S3Error, S3ErrorCode};
 use crate::s3::owner::BodyMsg;
 use crate::sigv4::chunked::{ChunkedDecoder, Release};
@@ -27,7 +27,6 @@ pub struct IngestSpec {
 
 pub struct Ingested {
     pub len: u64,
-    pub md5: Md5Digest,
     /// The checksum the client sent (header or trailer), verified.
     pub checksum: Option<Checksum>,
 }
@@ -55,7 +54,6 @@ where
     let algorithm: Option<ChecksumAlgorithm> =
         spec.checksums.value.map(|c| c.algorithm()).or(spec.checksums.trailer).or(spec.checksums.sdk_algorithm);
     let mut summer = algorithm.map(Checksummer::new);
-    let mut md5 = Md5::new();
     let mut len = 0u64;
     let mut out: Vec<Bytes> = Vec::new();
     loop {
@@ -76,7 +74,6 @@ where
             if len > spec.limit {
                 return Err(S3Error::entity_too_large(len, spec.limit));
             }
-            md5.update(&b);
             if let Some(s) = summer.as_mut() {
                 s.update(&b);
             }
@@ -99,12 +96,6 @@ where
                 .with_message(format!("Content-Length {cl} but {len} bytes received")));
         }
     }
-    let md5 = md5.finish();
-    if let Some(want) = spec.checksums.content_md5 {
-        if want != md5.0 {
-            return Err(S3Error::new(S3ErrorCode::BadDigest));
-        }
-    }
     let computed = summer.map(|s| s.finish());
     let expected = match (spec.checksums.value, spec.checksums.trailer) {
         (Some(v), _) => Some(v),
@@ -123,7 +114,7 @@ where
     if let (Some(c), Some(e)) = (&computed, &expected) {
         checksum::verify(c, e).map_err(S3Error::from)?;
     }
-    Ok(Ingested { len, md5, checksum: computed })
+    Ok(Ingested { len, checksum: computed })
 }
 
 /// Reads a small body (XML) into memory, refusing more than `max` bytes.

@@ -101,6 +101,10 @@ pub async fn put_body(
     if content_length.is_none() && decoded_len.is_none() && !req.chunked_transfer() {
         return Err(S3Error::new(S3ErrorCode::MissingContentLength));
     }
+    // The owner hashes the body for the ETag as it takes it in (and checks
+    // Content-MD5): the MD5 work lands on the core owning the key, so uploads of
+    // many keys spread it over every core whichever core took the connections.
+    let spec_md5 = checksums.content_md5;
     let spec = IngestSpec { payload: req.payload.clone(), decoded_len, content_length, limit, checksums };
     let (tx, rx) = flume::bounded::<BodyMsg>(REQUEST_FRAMES_IN_FLIGHT_MAX);
     let core = gw.core_of(bucket, key);
@@ -113,14 +117,15 @@ pub async fn put_body(
                 if let Some(c) = &ing.checksum {
                     headers_to_store.push((c.algorithm().header_name().to_string(), c.to_base64()));
                 }
-                let etag = ing.md5.etag();
+                let content_md5 = spec_md5;
                 let precondition: Option<owner::PutCheck> = precondition.filter(|p| !p.is_unconditional()).map(|p| {
                     Box::new(move |cur: Option<&ObjectInfo>| {
                         p.check(cur.map(|c| c.etag.as_str())).map_err(S3Error::from)
                     }) as owner::PutCheck
                 });
-                let _ =
-                    tx.send_async(BodyMsg::End(Ok(Finalize { etag, headers: headers_to_store, precondition }))).await;
+                let _ = tx
+                    .send_async(BodyMsg::End(Ok(Finalize { content_md5, headers: headers_to_store, precondition })))
+                    .await;
                 Ok(ing.checksum)
             }
             Err(e) => {
