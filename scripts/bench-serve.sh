@@ -20,7 +20,7 @@
 #
 # Env overrides (defaults): ROUNDS (2), DURATION (10s), WARMUP (2s),
 #   OUT (/tmp/tessera-bench-serve), BIG_CONCURRENCY (4), RANGE_CONCURRENCY (8),
-#   SMALL_CONCURRENCY (32), PUT_CONCURRENCY (4), PUT_OBJECTS (8),
+#   SMALL_CONCURRENCY (32), PUT_CONCURRENCY (4), PUT_OBJECTS (32: keys spread over the cores),
 #   RANGE_OBJECT_MIB (1024), FIO_SIZE (1G), TESSERA_LOG (warn: no access log, like nginx),
 #   CARGO_TARGET_DIR (~/.cache/tessera-target), TMPDIR (/tmp: the data directory, nginx's
 #   files and fio's file live in a temporary directory there, removed at exit).
@@ -39,7 +39,7 @@ big_conc="${BIG_CONCURRENCY:-4}"
 range_conc="${RANGE_CONCURRENCY:-8}"
 small_conc="${SMALL_CONCURRENCY:-32}"
 put_conc="${PUT_CONCURRENCY:-4}"
-put_objects="${PUT_OBJECTS:-8}"
+put_objects="${PUT_OBJECTS:-32}"
 range_mib="${RANGE_OBJECT_MIB:-1024}"
 fio_size="${FIO_SIZE:-1G}"
 ec_k=4

@@ -4,12 +4,14 @@
 #   libisal-dev  Intel ISA-L, the fastest erasure codec (engine/build.rs links it when present)
 #   fio          the disk reference for scripts/bench-engine.sh
 #   pkg-config   lets build scripts find system libraries
+#   make         builds jemalloc (tikv-jemalloc-sys), the server's allocator
 set -euo pipefail
 
 need=()
 dpkg -s libisal-dev >/dev/null 2>&1 || need+=(libisal-dev)
 command -v fio >/dev/null 2>&1 || need+=(fio)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v make >/dev/null 2>&1 || need+=(make)
 
 if ((${#need[@]})); then
     echo "install-deps: installing ${need[*]}"
