@@ -5,6 +5,7 @@ pub mod erasure;
 pub mod format;
 pub mod io;
 pub mod object;
+pub mod placement;
 pub mod runtime;
 pub mod store;
 
