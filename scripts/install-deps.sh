@@ -5,6 +5,8 @@
 #   fio          the disk reference for scripts/bench-engine.sh
 #   pkg-config   lets build scripts find system libraries
 #   make         builds jemalloc (tikv-jemalloc-sys), the server's allocator
+#   protobuf-compiler  etcd-client's build (gRPC stubs)
+#   etcd-server  the etcd the cluster tests start (Debian's, 3.4)
 set -euo pipefail
 
 need=()
@@ -12,6 +14,8 @@ dpkg -s libisal-dev >/dev/null 2>&1 || need+=(libisal-dev)
 command -v fio >/dev/null 2>&1 || need+=(fio)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v make >/dev/null 2>&1 || need+=(make)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 
 if ((${#need[@]})); then
     echo "install-deps: installing ${need[*]}"

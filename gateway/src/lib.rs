@@ -1,5 +1,6 @@
 //! Tessera S3 gateway: HTTP server, SigV4, S3 routing and handlers, and the
-//! embedded server's start-up.
+//! embedded server's start-up, and the cluster topology in etcd.
+pub mod cluster;
 pub mod credentials;
 pub mod http;
 pub mod metrics;

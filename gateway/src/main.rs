@@ -19,6 +19,107 @@ struct Cli {
 enum Command {
     /// Embedded S3 server: gateway and storage engine on local drive directories, no other service.
     Server(ServerArgs),
+    /// Cluster topology in etcd: init, add-node, status.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Parser)]
+struct EtcdArgs {
+    /// etcd endpoints, comma-separated (e.g. http://127.0.0.1:2379).
+    #[arg(long, env = "TESSERA_ETCD")]
+    etcd: String,
+    /// Cluster name: several clusters can share one etcd.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Creates the cluster: its erasure code and partition count, fixed from now on.
+    Init {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        /// Erasure code, k+m (data + parity slots per set).
+        #[arg(long, default_value = "6+3")]
+        code: String,
+        /// Partitions (each is one erasure set).
+        #[arg(long, default_value_t = 256)]
+        partitions: u32,
+    },
+    /// Adds a storage node; once there are k+m members the placement is (re)computed,
+    /// moving the least data.
+    AddNode {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        /// Node id (unique in the cluster).
+        #[arg(long)]
+        id: String,
+        /// Address the node serves shard pieces on (IP:PORT).
+        #[arg(long)]
+        addr: String,
+        /// Failure zone (rack, host, room): sets spread over zones.
+        #[arg(long, default_value = "default")]
+        zone: String,
+        /// Drives of the node (its share of the slots is in proportion).
+        #[arg(long, default_value_t = 1)]
+        drives: u32,
+    },
+    /// Members, liveness, placement version, degraded and unavailable partitions.
+    Status {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `k+m`, e.g. `6+3`.
+fn parse_code(s: &str) -> Result<(u32, u32), String> {
+    let (k, m) = s.split_once('+').ok_or_else(|| format!("--code {s:?}: expected k+m, e.g. 6+3"))?;
+    let k: u32 = k.trim().parse().map_err(|_| format!("--code {s:?}: k is not a number"))?;
+    let m: u32 = m.trim().parse().map_err(|_| format!("--code {s:?}: m is not a number"))?;
+    Ok((k, m))
+}
+
+fn cluster(cmd: ClusterCommand) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the control runtime: {e}"))?;
+    rt.block_on(async move {
+        use tessera_gateway::cluster::{render_status, Cluster, Member};
+        match cmd {
+            ClusterCommand::Init { etcd, code, partitions } => {
+                let (k, m) = parse_code(&code)?;
+                let mut c = Cluster::connect(&etcd.etcd, &etcd.cluster).await.map_err(|e| e.to_string())?;
+                c.init(k, m, partitions).await.map_err(|e| e.to_string())?;
+                println!("cluster {:?} initialised: RS {k}+{m}, {partitions} partitions", etcd.cluster);
+                Ok(())
+            }
+            ClusterCommand::AddNode { etcd, id, addr, zone, drives } => {
+                let mut c = Cluster::connect(&etcd.etcd, &etcd.cluster).await.map_err(|e| e.to_string())?;
+                let placed =
+                    c.add_node(Member { id: id.clone(), addr, zone, drives }).await.map_err(|e| e.to_string())?;
+                match placed {
+                    Some(p) => println!("node {id:?} added; placement version {}", p.version),
+                    None => println!("node {id:?} added; no placement yet (fewer members than k+m)"),
+                }
+                Ok(())
+            }
+            ClusterCommand::Status { etcd, json } => {
+                let mut c = Cluster::connect(&etcd.etcd, &etcd.cluster).await.map_err(|e| e.to_string())?;
+                let s = c.status().await.map_err(|e| e.to_string())?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
+                } else {
+                    print!("{}", render_status(&s));
+                }
+                Ok(())
+            }
+        }
+    })
 }
 
 #[derive(Parser)]
@@ -98,6 +199,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Server(args) => server(args),
+        Command::Cluster(cmd) => cluster(cmd),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,492 @@
+//! Cluster topology in etcd (ARCHITECTURE.md §1, §4, §8): the cluster's code and
+//! partition count, its members, the placement of partitions onto them, and
+//! which members are alive.
+//!
+//! Membership and liveness are kept apart, as Ceph's in/out and up/down are:
+//! * **Members** are added by the operator (`tessera cluster add-node`); adding
+//!   one recomputes the placement ([`tessera_engine::placement`]), which moves
+//!   the least data. The placement is stored with a version, replaced only by a
+//!   transaction that checks nobody replaced it meanwhile.
+//! * **Liveness** is an etcd lease a running node keeps alive (an ephemeral key,
+//!   like a ZooKeeper ephemeral node). A member whose key is gone is down: its
+//!   slots are skipped (degraded reads) but stay where they are, so a restart or
+//!   a network blip moves no data.
+//!
+//! Keys, under `/tessera/<cluster>/` (JSON values, readable with etcdctl):
+//! `config`, `placement`, `members/<id>`, `alive/<id>` (leased).
+//!
+//! etcd-client needs tokio; it runs on a runtime of its own on the control
+//! thread, never on the cores.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use serde::{Deserialize, Serialize};
+use tessera_engine::placement::{self, NodeSpec, Placement, Slot};
+
+/// Connection attempts give up after this long (an unreachable etcd is an error
+/// the operator should see quickly).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Placement updates retried when another admin changed it in between.
+const UPDATE_ATTEMPTS_MAX: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("cannot reach etcd at {endpoints}: {why}")]
+    Unreachable { endpoints: String, why: String },
+    #[error("cluster {0:?} is already initialised (its config exists in etcd)")]
+    AlreadyInitialised(String),
+    #[error("cluster {0:?} is not initialised: run `tessera cluster init` first")]
+    NotInitialised(String),
+    #[error("node {0:?} is already a member")]
+    DuplicateMember(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("placement: {0}")]
+    Placement(#[from] placement::PlacementError),
+    #[error("corrupt record {key}: {why}")]
+    Corrupt { key: String, why: String },
+    #[error("the placement kept changing under this update ({0} attempts)")]
+    Contended(usize),
+}
+
+pub type ClusterResult<T> = Result<T, ClusterError>;
+
+/// What `cluster init` fixes for the cluster's lifetime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    pub k: u32,
+    pub m: u32,
+    pub partitions: u32,
+    /// Key of the partition hash (hex, 128 bits), random per cluster so crafted
+    /// keys cannot pile onto one partition.
+    pub hash_key: String,
+    pub created_ms: i64,
+}
+
+/// A storage node the operator added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    /// Where it serves shard pieces.
+    pub addr: String,
+    pub zone: String,
+    pub drives: u32,
+}
+
+/// The placement as stored: `sets[p]` lists `[node, drive]` per slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredPlacement {
+    version: u64,
+    k: u32,
+    m: u32,
+    sets: Vec<Vec<(String, u32)>>,
+}
+
+impl From<&Placement> for StoredPlacement {
+    fn from(p: &Placement) -> Self {
+        StoredPlacement {
+            version: p.version,
+            k: p.k,
+            m: p.m,
+            sets: p.sets.iter().map(|s| s.iter().map(|x| (x.node.clone(), x.drive)).collect()).collect(),
+        }
+    }
+}
+
+impl From<StoredPlacement> for Placement {
+    fn from(s: StoredPlacement) -> Self {
+        Placement {
+            version: s.version,
+            k: s.k,
+            m: s.m,
+            sets: s
+                .sets
+                .into_iter()
+                .map(|set| set.into_iter().map(|(node, drive)| Slot { node, drive }).collect())
+                .collect(),
+        }
+    }
+}
+
+/// A member's liveness record (under its lease).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alive {
+    pub id: String,
+    pub addr: String,
+    pub since_ms: i64,
+}
+
+/// What `cluster status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub cluster: String,
+    pub config: ClusterConfig,
+    pub members: Vec<MemberStatus>,
+    pub placement_version: Option<u64>,
+    /// Partitions with at least one slot on a member that is down.
+    pub degraded_partitions: usize,
+    /// Partitions with fewer than `k` slots on live members: unreadable.
+    pub unavailable_partitions: usize,
+    /// Placement exists and every partition has at least `k` live slots.
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberStatus {
+    pub id: String,
+    pub addr: String,
+    pub zone: String,
+    pub drives: u32,
+    pub alive: bool,
+    /// Erasure-set slots placed on it.
+    pub slots: usize,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Cluster names become etcd key segments.
+pub fn check_name(name: &str) -> ClusterResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ClusterError::Invalid(format!("cluster name {name:?}: 1-63 of a-z 0-9 - _")))
+    }
+}
+
+fn check_member(m: &Member) -> ClusterResult<()> {
+    let id_ok = !m.id.is_empty()
+        && m.id.len() <= 63
+        && m.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !id_ok {
+        return Err(ClusterError::Invalid(format!("node id {:?}: 1-63 of A-Z a-z 0-9 - _ .", m.id)));
+    }
+    if m.addr.parse::<std::net::SocketAddr>().is_err() {
+        return Err(ClusterError::Invalid(format!("node address {:?}: expected IP:PORT", m.addr)));
+    }
+    if m.drives == 0 || m.drives > 1024 {
+        return Err(ClusterError::Invalid(format!("node {:?}: drives must be 1..=1024", m.id)));
+    }
+    if m.zone.is_empty() || m.zone.len() > 63 {
+        return Err(ClusterError::Invalid(format!("node {:?}: zone must be 1-63 bytes", m.id)));
+    }
+    Ok(())
+}
+
+/// One cluster in one etcd.
+pub struct Cluster {
+    client: Client,
+    name: String,
+}
+
+impl Cluster {
+    /// Connects to etcd (`endpoints`: comma-separated URLs).
+    pub async fn connect(endpoints: &str, name: &str) -> ClusterResult<Cluster> {
+        check_name(name)?;
+        let urls: Vec<&str> = endpoints.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        if urls.is_empty() {
+            return Err(ClusterError::Invalid("--etcd needs at least one URL".into()));
+        }
+        let opts =
+            etcd_client::ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT).with_timeout(CONNECT_TIMEOUT);
+        let unreachable = |why: String| ClusterError::Unreachable { endpoints: endpoints.to_string(), why };
+        let mut client = tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(urls, Some(opts)))
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        // connect() is lazy about the first request: prove the endpoint answers.
+        tokio::time::timeout(CONNECT_TIMEOUT, client.status())
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Cluster { client, name: name.to_string() })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("/tessera/{}/{rest}", self.name)
+    }
+
+    /// Creates the cluster: its code and partition count, fixed from now on.
+    pub async fn init(&mut self, k: u32, m: u32, partitions: u32) -> ClusterResult<ClusterConfig> {
+        if k == 0 || m == 0 || k + m > 256 {
+            return Err(ClusterError::Invalid(format!("code {k}+{m}: k and m at least 1, k + m at most 256")));
+        }
+        if partitions == 0 || partitions > 1 << 16 {
+            return Err(ClusterError::Invalid(format!("partitions {partitions}: 1..=65536")));
+        }
+        let hash_key = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+        let config = ClusterConfig { k, m, partitions, hash_key, created_ms: now_ms() };
+        let key = self.key("config");
+        let value = serde_json::to_vec(&config).expect("config serialises");
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        if !self.client.txn(txn).await?.succeeded() {
+            return Err(ClusterError::AlreadyInitialised(self.name.clone()));
+        }
+        Ok(config)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&mut self, key: &str) -> ClusterResult<Option<(T, i64)>> {
+        let resp = self.client.get(key, None).await?;
+        let Some(kv) = resp.kvs().first() else { return Ok(None) };
+        let v = serde_json::from_slice(kv.value())
+            .map_err(|e| ClusterError::Corrupt { key: key.to_string(), why: e.to_string() })?;
+        Ok(Some((v, kv.mod_revision())))
+    }
+
+    async fn list_json<T: serde::de::DeserializeOwned>(&mut self, prefix: &str) -> ClusterResult<Vec<T>> {
+        let resp = self.client.get(prefix, Some(GetOptions::new().with_prefix())).await?;
+        resp.kvs()
+            .iter()
+            .map(|kv| {
+                serde_json::from_slice(kv.value()).map_err(|e| ClusterError::Corrupt {
+                    key: String::from_utf8_lossy(kv.key()).into_owned(),
+                    why: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn config(&mut self) -> ClusterResult<ClusterConfig> {
+        let key = self.key("config");
+        match self.get_json(&key).await? {
+            Some((c, _)) => Ok(c),
+            None => Err(ClusterError::NotInitialised(self.name.clone())),
+        }
+    }
+
+    pub async fn members(&mut self) -> ClusterResult<Vec<Member>> {
+        let prefix = self.key("members/");
+        self.list_json(&prefix).await
+    }
+
+    /// The stored placement, if the cluster has enough members for one.
+    pub async fn placement(&mut self) -> ClusterResult<Option<Placement>> {
+        let key = self.key("placement");
+        Ok(self.get_json::<StoredPlacement>(&key).await?.map(|(p, _)| p.into()))
+    }
+
+    /// Adds a member and, once there are at least `k + m`, stores the placement
+    /// recomputed from the previous one. Atomic against other admins: the member
+    /// and the placement are written together only if neither changed meanwhile.
+    pub async fn add_node(&mut self, member: Member) -> ClusterResult<Option<Placement>> {
+        check_member(&member)?;
+        let config = self.config().await?;
+        let member_key = self.key(&format!("members/{}", member.id));
+        let placement_key = self.key("placement");
+        for _ in 0..UPDATE_ATTEMPTS_MAX {
+            let mut members = self.members().await?;
+            if members.iter().any(|m| m.id == member.id) {
+                return Err(ClusterError::DuplicateMember(member.id));
+            }
+            let prev = self.get_json::<StoredPlacement>(&placement_key).await?;
+            let prev_rev = prev.as_ref().map_or(0, |(_, r)| *r);
+            let prev_placement: Option<Placement> = prev.map(|(p, _)| p.into());
+            members.push(member.clone());
+            let n = (config.k + config.m) as usize;
+            let next = if members.len() >= n {
+                let nodes: Vec<NodeSpec> = members
+                    .iter()
+                    .map(|m| NodeSpec { id: m.id.clone(), zone: m.zone.clone(), drives: m.drives })
+                    .collect();
+                Some(placement::compute(prev_placement.as_ref(), &nodes, config.partitions, config.k, config.m)?)
+            } else {
+                None
+            };
+            let mut ops = vec![TxnOp::put(member_key.clone(), serde_json::to_vec(&member).expect("serialises"), None)];
+            if let Some(p) = &next {
+                ops.push(TxnOp::put(
+                    placement_key.clone(),
+                    serde_json::to_vec(&StoredPlacement::from(p)).expect("serialises"),
+                    None,
+                ));
+            }
+            let txn = Txn::new()
+                .when([
+                    Compare::create_revision(member_key.clone(), CompareOp::Equal, 0),
+                    Compare::mod_revision(placement_key.clone(), CompareOp::Equal, prev_rev),
+                ])
+                .and_then(ops);
+            if self.client.txn(txn).await?.succeeded() {
+                return Ok(next);
+            }
+        }
+        Err(ClusterError::Contended(UPDATE_ATTEMPTS_MAX))
+    }
+
+    /// Ids of the members whose liveness key exists.
+    pub async fn alive(&mut self) -> ClusterResult<Vec<Alive>> {
+        let prefix = self.key("alive/");
+        self.list_json(&prefix).await
+    }
+
+    /// Registers `id` as alive under a lease of `ttl` and keeps it alive from a
+    /// task until the returned guard is dropped (then the lease is revoked: a
+    /// clean stop is seen at once, a crash after `ttl`).
+    pub async fn register_alive(&mut self, id: &str, addr: &str, ttl: Duration) -> ClusterResult<AliveGuard> {
+        let ttl_s = ttl.as_secs().max(1) as i64;
+        let lease = self.client.lease_grant(ttl_s, None).await?.id();
+        let alive = Alive { id: id.to_string(), addr: addr.to_string(), since_ms: now_ms() };
+        let key = self.key(&format!("alive/{id}"));
+        self.client
+            .put(key, serde_json::to_vec(&alive).expect("serialises"), Some(PutOptions::new().with_lease(lease)))
+            .await?;
+        let (mut keeper, mut responses) = self.client.lease_keep_alive(lease).await?;
+        let every = Duration::from_millis((ttl_s as u64 * 1000 / 3).max(100));
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if keeper.keep_alive().await.is_err() {
+                    break;
+                }
+                match responses.message().await {
+                    Ok(Some(r)) if r.ttl() > 0 => {}
+                    _ => break, // the lease is gone: the node must register again
+                }
+            }
+        });
+        Ok(AliveGuard { client: self.client.clone(), lease, task })
+    }
+
+    pub async fn status(&mut self) -> ClusterResult<Status> {
+        let config = self.config().await?;
+        let members = self.members().await?;
+        let alive: std::collections::BTreeSet<String> = self.alive().await?.into_iter().map(|a| a.id).collect();
+        let placement = self.placement().await?;
+        let mut slots: BTreeMap<&str, usize> = BTreeMap::new();
+        let (mut degraded, mut unavailable) = (0, 0);
+        if let Some(p) = &placement {
+            for set in &p.sets {
+                let live = set.iter().filter(|s| alive.contains(&s.node)).count();
+                if live < set.len() {
+                    degraded += 1;
+                }
+                if live < p.k as usize {
+                    unavailable += 1;
+                }
+                for s in set {
+                    *slots.entry(s.node.as_str()).or_default() += 1;
+                }
+            }
+        }
+        let member_status = members
+            .iter()
+            .map(|m| MemberStatus {
+                id: m.id.clone(),
+                addr: m.addr.clone(),
+                zone: m.zone.clone(),
+                drives: m.drives,
+                alive: alive.contains(&m.id),
+                slots: slots.get(m.id.as_str()).copied().unwrap_or(0),
+            })
+            .collect();
+        Ok(Status {
+            cluster: self.name.clone(),
+            ready: placement.is_some() && unavailable == 0,
+            placement_version: placement.as_ref().map(|p| p.version),
+            config,
+            members: member_status,
+            degraded_partitions: degraded,
+            unavailable_partitions: unavailable,
+        })
+    }
+}
+
+/// Keeps a liveness lease alive; dropping it revokes the lease.
+pub struct AliveGuard {
+    client: Client,
+    lease: i64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AliveGuard {
+    /// Revokes the lease now (a clean stop: the node is down at once).
+    pub async fn revoke(mut self) -> ClusterResult<()> {
+        self.task.abort();
+        self.client.lease_revoke(self.lease).await?;
+        Ok(())
+    }
+}
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Human-readable status, as `tessera cluster status` prints it.
+pub fn render_status(s: &Status) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let c = &s.config;
+    let _ = writeln!(out, "cluster     {}", s.cluster);
+    let _ = writeln!(out, "code        RS {}+{}, {} partitions", c.k, c.m, c.partitions);
+    let alive = s.members.iter().filter(|m| m.alive).count();
+    let _ = writeln!(out, "members     {} ({} alive)", s.members.len(), alive);
+    for m in &s.members {
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<21} zone {:<8} drives {:<3} slots {:<5} {}",
+            m.id,
+            m.addr,
+            m.zone,
+            m.drives,
+            m.slots,
+            if m.alive { "alive" } else { "DOWN" }
+        );
+    }
+    match s.placement_version {
+        Some(v) => {
+            let _ = writeln!(out, "placement   version {v}");
+        }
+        None => {
+            let _ = writeln!(out, "placement   none yet: needs at least {} members", c.k + c.m);
+        }
+    }
+    let _ = writeln!(out, "degraded    {} partitions (a slot on a member that is down)", s.degraded_partitions);
+    let _ = writeln!(out, "unavailable {} partitions (fewer than {} live slots)", s.unavailable_partitions, c.k);
+    let _ = writeln!(out, "ready       {}", if s.ready { "yes" } else { "no" });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_members_are_checked() {
+        assert!(check_name("prod-1").is_ok());
+        for bad in ["", "Prod", "a/b", &"x".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        let good = Member { id: "n1".into(), addr: "127.0.0.1:7000".into(), zone: "z1".into(), drives: 4 };
+        assert!(check_member(&good).is_ok());
+        for bad in [
+            Member { id: "".into(), ..good.clone() },
+            Member { id: "a/b".into(), ..good.clone() },
+            Member { addr: "localhost".into(), ..good.clone() },
+            Member { drives: 0, ..good.clone() },
+            Member { zone: "".into(), ..good.clone() },
+        ] {
+            assert!(check_member(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn placement_round_trips_through_its_stored_form() {
+        let nodes: Vec<NodeSpec> =
+            (0..9).map(|i| NodeSpec { id: format!("n{i}"), zone: "z".into(), drives: 2 }).collect();
+        let p = placement::compute(None, &nodes, 16, 6, 3).unwrap();
+        let json = serde_json::to_vec(&StoredPlacement::from(&p)).unwrap();
+        let back: Placement = serde_json::from_slice::<StoredPlacement>(&json).unwrap().into();
+        assert_eq!(back, p);
+    }
+}
