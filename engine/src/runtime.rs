@@ -368,9 +368,10 @@ pub struct Runtime {
 // drives' writes and syncs no longer waited to be submitted behind MD5 and
 // encoding), but glommio 0.9.0 then parks an executor that still has runnable
 // tasks when the timer fires before it ran any (fixed upstream, glommio/glommio
-// PR #53, not in a release): 2 of 20 servers hung at start. So the default
-// stays until a release carries the fix; `Io::yield_if_needed` calls mark the
-// long loops that will benefit.
+// PR #53, not in a release): 2 of 20 servers hung at start. A timer task waking
+// the executor every 5 ms did not save it (1 of 30 still hung: the executor keeps
+// seeing itself preempted). So the default stays until a release carries the
+// fix; `Io::yield_if_needed` calls mark the long loops that will benefit.
 
 fn core_dir(drive: &Path, core: usize) -> PathBuf {
     drive.join(format!("core-{core}"))
