@@ -408,6 +408,12 @@ pub struct AliveGuard {
 }
 
 impl AliveGuard {
+    /// Whether the keep-alive has stopped (etcd unreachable past the TTL, or the
+    /// lease revoked): the node must register again.
+    pub fn lost(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Revokes the lease now (a clean stop: the node is down at once).
     pub async fn revoke(mut self) -> ClusterResult<()> {
         self.task.abort();

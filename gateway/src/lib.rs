@@ -4,6 +4,8 @@ pub mod cluster;
 pub mod credentials;
 pub mod http;
 pub mod metrics;
+pub mod node;
 pub mod s3;
 pub mod server;
 pub mod sigv4;
+pub mod wire;

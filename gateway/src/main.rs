@@ -1,5 +1,6 @@
-//! `tessera`: one binary for every role. Today it runs the embedded S3 server;
-//! cluster roles and the key-value client join it in later milestones (README.md).
+//! `tessera`: one binary for every role: the embedded S3 server, the cluster's
+//! topology commands and storage node; the cluster gateway and the key-value client
+//! join it in later milestones (README.md).
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,6 +23,52 @@ enum Command {
     /// Cluster topology in etcd: init, add-node, status.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Cluster storage node: serves shard pieces of its drives to gateways, alive in
+    /// etcd under a lease. The cluster secret comes from TESSERA_CLUSTER_SECRET or
+    /// --secret-file.
+    Node(NodeArgs),
+}
+
+#[derive(Parser)]
+struct NodeArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// Node id, unique in the cluster; a new id joins the cluster as a member.
+    #[arg(long)]
+    id: String,
+    /// Data directory: the node's identity file and its drives (<data>/d0 ..).
+    #[arg(long)]
+    data: PathBuf,
+    /// Drive directories under --data (fixed for a data directory).
+    #[arg(long, default_value_t = 1)]
+    drives: usize,
+    /// Address the piece protocol listens on.
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// Address gateways reach this node at (default: --listen).
+    #[arg(long)]
+    advertise: Option<std::net::SocketAddr>,
+    /// Failure zone (rack, host, room): erasure sets spread over zones.
+    #[arg(long, default_value = "default")]
+    zone: String,
+    /// File holding the cluster secret (instead of TESSERA_CLUSTER_SECRET).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Executors (one per core). Default: every online CPU. Fixed for a data directory.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Do not pin executors to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// DMA memory per core that glommio registers with io_uring (bytes).
+    #[arg(long, default_value_t = 32 << 20)]
+    io_memory: usize,
+    /// Segment file size in MiB (preallocated).
+    #[arg(long, default_value_t = 256)]
+    segment_mib: u64,
+    /// Liveness lease in seconds: a crashed node is seen as down after this.
+    #[arg(long, default_value_t = 10)]
+    lease_secs: u64,
 }
 
 #[derive(Parser)]
@@ -200,6 +247,22 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Server(args) => server(args),
         Command::Cluster(cmd) => cluster(cmd),
+        Command::Node(a) => tessera_gateway::node::run(tessera_gateway::node::NodeOptions {
+            etcd: a.etcd.etcd,
+            cluster: a.etcd.cluster,
+            id: a.id,
+            data: a.data,
+            drive_count: a.drives,
+            listen: a.listen,
+            advertise: a.advertise,
+            zone: a.zone,
+            secret_file: a.secret_file,
+            cores: a.cores,
+            pin: !a.no_pin,
+            io_memory_bytes: a.io_memory,
+            segment_mib: a.segment_mib,
+            lease_secs: a.lease_secs,
+        }),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,529 @@
+//! `tessera node`: a cluster storage node. It owns drive directories (one shard
+//! store per drive and core, as in the embedded server) and serves shard pieces to
+//! gateways over the piece protocol ([`crate::wire`]), on every core
+//! (SO_REUSEPORT). A request runs on the core that owns the piece's partition.
+//!
+//! Start-up: the cluster's config from etcd (the cluster must be initialised) →
+//! the node's identity file in its data directory (a directory never changes
+//! cluster or node id) → stores recovered → listeners → membership (the node adds
+//! itself when it is not a member yet, which places it) → liveness lease → "ready".
+//! On SIGTERM/SIGINT the lease is revoked first, so gateways stop choosing the node
+//! at once; a crash is seen when the lease runs out.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::future::race;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+use tessera_engine::runtime::{core_for_partition, CoreCx, Runtime, RuntimeConfig};
+use tessera_engine::store::StoreError;
+use tessera_engine::StoreConfig;
+
+use crate::cluster::{Cluster, ClusterConfig, Member};
+use crate::wire::{self, ErrorCode, Header, Op, Reply, Request, HEADER_BYTES, NONCE_BYTES};
+
+/// The file in a node's data directory naming its cluster and id.
+pub const IDENTITY_FILE: &str = "tessera-node.json";
+/// Connections one core serves at once; more wait in the kernel's backlog.
+const CONNECTIONS_PER_CORE_MAX: u64 = 1024;
+/// A connection must authenticate within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An authenticated connection with no request for this long is closed (gateways
+/// reconnect); also bounds how long a half-sent frame can hold a connection.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A reply must drain to the socket within this.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// After a fatal protocol error: how long, and how much, the peer's remaining
+/// input is read and dropped before the close.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES_MAX: usize = 1 << 20;
+/// How often the control thread checks that its lease is still held.
+const LEASE_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+pub struct NodeOptions {
+    pub etcd: String,
+    pub cluster: String,
+    pub id: String,
+    pub data: PathBuf,
+    pub drive_count: usize,
+    pub listen: SocketAddr,
+    /// Address gateways reach the node at; default `listen`.
+    pub advertise: Option<SocketAddr>,
+    pub zone: String,
+    pub secret_file: Option<PathBuf>,
+    pub cores: Option<usize>,
+    pub pin: bool,
+    pub io_memory_bytes: usize,
+    pub segment_mib: u64,
+    pub lease_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Identity {
+    cluster: String,
+    id: String,
+    /// The cluster's creation time: a re-initialised cluster of the same name is
+    /// another cluster.
+    cluster_created_ms: i64,
+    drives: usize,
+    cores: usize,
+}
+
+/// What every core's listener shares.
+pub struct NodeShared {
+    secret: Vec<u8>,
+    drives: usize,
+    partitions: u32,
+}
+
+/// Reads or writes the identity file; refuses a directory of another node or cluster.
+fn check_identity(data: &Path, want: &Identity) -> Result<Identity, String> {
+    let path = data.join(IDENTITY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let have: Identity = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is not a node identity file: {e}", path.display()))?;
+            if have.cluster != want.cluster || have.cluster_created_ms != want.cluster_created_ms {
+                return Err(format!(
+                    "{} belongs to cluster {:?} (created at {} ms), not to {:?} (created at {} ms)",
+                    data.display(),
+                    have.cluster,
+                    have.cluster_created_ms,
+                    want.cluster,
+                    want.cluster_created_ms
+                ));
+            }
+            if have.id != want.id {
+                return Err(format!("{} is node {:?}'s, not {:?}'s", data.display(), have.id, want.id));
+            }
+            if have.drives != want.drives {
+                return Err(format!("{} has {} drives, not {}", data.display(), have.drives, want.drives));
+            }
+            Ok(have)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+            let tmp = data.join(format!("{IDENTITY_FILE}.tmp"));
+            std::fs::write(&tmp, serde_json::to_vec_pretty(want).expect("serialises"))
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(want.clone())
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn control_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the control runtime: {e}"))
+}
+
+pub fn run(opts: NodeOptions) -> Result<(), String> {
+    let secret = wire::load_secret(opts.secret_file.as_deref())?;
+    if opts.drive_count == 0 || opts.drive_count > tessera_engine::runtime::DRIVES_MAX {
+        return Err(format!("--drives must be 1..={}", tessera_engine::runtime::DRIVES_MAX));
+    }
+    if opts.lease_secs == 0 {
+        return Err("--lease-secs must be positive".into());
+    }
+    let advertise = opts.advertise.unwrap_or(opts.listen);
+    if advertise.ip().is_unspecified() {
+        return Err(format!("gateways cannot reach {advertise}: pass --advertise IP:PORT"));
+    }
+    // The control thread: etcd-client lives on its tokio runtime, never on the cores.
+    let control = control_runtime()?;
+    let config: ClusterConfig = control.block_on(async {
+        let mut c = Cluster::connect(&opts.etcd, &opts.cluster).await.map_err(|e| e.to_string())?;
+        c.config().await.map_err(|e| e.to_string())
+    })?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let want = Identity {
+        cluster: opts.cluster.clone(),
+        id: opts.id.clone(),
+        cluster_created_ms: config.created_ms,
+        drives: opts.drive_count,
+        cores: opts.cores.unwrap_or(cpus),
+    };
+    let identity = check_identity(&opts.data, &want)?;
+    if let Some(c) = opts.cores {
+        if c != identity.cores {
+            return Err(format!(
+                "this node's data was laid out for {} cores; start with --cores {}",
+                identity.cores, identity.cores
+            ));
+        }
+    }
+    let drives: Vec<PathBuf> = (0..opts.drive_count).map(|i| opts.data.join(format!("d{i}"))).collect();
+    for d in &drives {
+        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+
+    let (stop_tx, stop_rx) = flume::bounded::<i32>(1);
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = stop_tx.send(sig);
+        }
+    });
+
+    let rt = Runtime::start(RuntimeConfig {
+        cores: identity.cores,
+        drives: drives.clone(),
+        pin: opts.pin,
+        io_memory_bytes: opts.io_memory_bytes,
+        store: StoreConfig { segment_bytes: opts.segment_mib << 20, ..StoreConfig::default() },
+        objects: None,
+        ..RuntimeConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let handle = rt.handle();
+    let shared = Arc::new(NodeShared { secret, drives: drives.len(), partitions: config.partitions });
+    for core in 0..handle.cores() {
+        let shared = shared.clone();
+        let listen = opts.listen;
+        let r = handle.submit_blocking(core, move |cx| async move { start_listener(cx, listen, shared) });
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = rt.stop();
+                return Err(format!("cannot listen on {listen}: {e}"));
+            }
+            Err(e) => {
+                let _ = rt.stop();
+                return Err(e.to_string());
+            }
+        }
+    }
+
+    let member = Member {
+        id: opts.id.clone(),
+        addr: advertise.to_string(),
+        zone: opts.zone.clone(),
+        drives: opts.drive_count as u32,
+    };
+    let ttl = Duration::from_secs(opts.lease_secs);
+    let joined = control.block_on(async {
+        let mut c = Cluster::connect(&opts.etcd, &opts.cluster).await.map_err(|e| e.to_string())?;
+        let members = c.members().await.map_err(|e| e.to_string())?;
+        let placed = match members.iter().find(|m| m.id == member.id) {
+            Some(m) if m.addr == member.addr && m.drives == member.drives && m.zone == member.zone => None,
+            Some(m) => {
+                return Err(format!(
+                    "node {:?} is a member with address {}, zone {:?}, {} drives; this start says {}, {:?}, {}",
+                    m.id, m.addr, m.zone, m.drives, member.addr, member.zone, member.drives
+                ))
+            }
+            None => Some(c.add_node(member.clone()).await.map_err(|e| e.to_string())?),
+        };
+        let guard = c.register_alive(&member.id, &member.addr, ttl).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((c, guard, placed))
+    });
+    let (mut etcd, mut alive, placed) = match joined {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = rt.stop();
+            return Err(e);
+        }
+    };
+
+    let rep = rt.report();
+    println!("tessera {} storage node {:?} of cluster {:?}", env!("CARGO_PKG_VERSION"), opts.id, opts.cluster);
+    println!(
+        "  cores     {} glommio executors ({}), each owning partitions; buffer registration: {}",
+        rep.cores,
+        if rep.pinned { "pinned" } else { "unpinned" },
+        rep.buffer_registration
+    );
+    println!("  cluster   RS {}+{}, {} partitions", config.k, config.m, config.partitions);
+    for (i, d) in drives.iter().enumerate() {
+        println!("    d{i}  {}", d.display());
+    }
+    let keys: usize = rep.recovered.iter().map(|(_, _, r)| r.keys).sum();
+    println!("  recovered {keys} shard pieces in {} stores", rep.recovered.len());
+    match placed {
+        Some(Some(p)) => println!("  joined    as a new member; placement version {}", p.version),
+        Some(None) => println!("  joined    as a new member; no placement yet (fewer members than k+m)"),
+        None => println!("  member    already; rejoined"),
+    }
+    println!("  pieces    tcp://{} (advertised {advertise}), cluster secret required", opts.listen);
+    println!("  liveness  etcd lease of {} s", opts.lease_secs);
+    println!("ready");
+
+    // The control loop: signals, and a lease lost (etcd away for longer than the
+    // TTL) taken again as soon as etcd answers.
+    let sig = control.block_on(async {
+        loop {
+            tokio::select! {
+                sig = stop_rx.recv_async() => return sig.ok(),
+                () = tokio::time::sleep(LEASE_CHECK_EVERY) => {}
+            }
+            if alive.lost() {
+                tracing::warn!("liveness lease lost; registering again");
+                match etcd.register_alive(&member.id, &member.addr, ttl).await {
+                    Ok(g) => alive = g,
+                    Err(e) => tracing::warn!(error = %e, "cannot register liveness yet"),
+                }
+            }
+        }
+    });
+    if let Some(sig) = sig {
+        println!("signal {sig}: stopping");
+    }
+    // Down in etcd first, so gateways stop choosing this node before it closes.
+    if let Err(e) = control.block_on(alive.revoke()) {
+        tracing::warn!(error = %e, "could not revoke the liveness lease; it will expire");
+    }
+    drop(handle);
+    rt.stop().map_err(|e| e.to_string())?;
+    println!("stopped");
+    Ok(())
+}
+
+/// Binds this core's listener and serves connections until the runtime stops.
+pub fn start_listener(cx: Rc<CoreCx>, addr: SocketAddr, shared: Arc<NodeShared>) -> std::io::Result<()> {
+    let listener = glommio::net::TcpListener::bind(addr).map_err(std::io::Error::from)?;
+    let guard = cx.service();
+    glommio::spawn_local(async move {
+        let _guard = guard;
+        let permits = Rc::new(Semaphore::new(CONNECTIONS_PER_CORE_MAX));
+        loop {
+            let permit = match race(async { Some(permits.acquire_static_permit(1).await) }, async {
+                cx.stopping().await;
+                None
+            })
+            .await
+            {
+                Some(Ok(p)) => p,
+                _ => break,
+            };
+            let accepted = race(async { Some(listener.accept().await) }, async {
+                cx.stopping().await;
+                None
+            })
+            .await;
+            let stream = match accepted {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                None => break,
+            };
+            let (cx, shared) = (cx.clone(), shared.clone());
+            glommio::spawn_local(async move {
+                let _permit = permit;
+                let peer = stream.peer_addr().ok();
+                if let Err(e) = serve_conn(&cx, stream, &shared).await {
+                    tracing::debug!(?peer, error = %e, "piece connection closed");
+                }
+            })
+            .detach();
+        }
+    })
+    .detach();
+    Ok(())
+}
+
+async fn write_frame(stream: &mut TcpStream, header: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let write = async {
+        stream.write_all(header).await?;
+        if !body.is_empty() {
+            stream.write_all(body).await?;
+        }
+        stream.flush().await
+    };
+    match race(async { Some(write.await) }, async {
+        glommio::timer::sleep(WRITE_TIMEOUT).await;
+        None
+    })
+    .await
+    {
+        Some(r) => r,
+        None => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "reply not taken within the write timeout")),
+    }
+}
+
+async fn send(stream: &mut TcpStream, id: u64, reply: Reply) -> std::io::Result<()> {
+    let (h, body) = reply.encode(id);
+    write_frame(stream, &h, &body).await
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream before a header.
+async fn read_frame(stream: &mut TcpStream) -> Result<Option<(Header, Vec<u8>)>, wire::WireError> {
+    let mut h = [0u8; HEADER_BYTES];
+    let mut got = 0;
+    while got < HEADER_BYTES {
+        let n = stream.read(&mut h[got..]).await?;
+        if n == 0 {
+            if got == 0 {
+                return Ok(None);
+            }
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        got += n;
+    }
+    let h = Header::decode(&h)?;
+    let mut body = vec![0u8; h.len as usize];
+    stream.read_exact(&mut body).await?;
+    Ok(Some((h, body)))
+}
+
+async fn serve_conn(cx: &Rc<CoreCx>, mut stream: TcpStream, shared: &NodeShared) -> Result<(), wire::WireError> {
+    stream.set_nodelay(true).map_err(std::io::Error::from)?;
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(std::io::Error::from)?;
+    let nonce_s: [u8; NONCE_BYTES] = rand::random();
+    write_frame(&mut stream, &Header::encode(Op::Hello, 0, NONCE_BYTES), &nonce_s).await?;
+    let (h, body) = match read_frame(&mut stream).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            refuse(&mut stream, 0, Reply::error(ErrorCode::Unauthenticated, format!("no Auth frame: {e}"))).await;
+            return Err(e);
+        }
+    };
+    let authentic = h.op == Op::Auth as u8
+        && body.len() == 2 * NONCE_BYTES
+        && wire::check_client_proof(&shared.secret, &nonce_s, &body[..NONCE_BYTES], &body[NONCE_BYTES..]);
+    if !authentic {
+        refuse(&mut stream, h.id, Reply::error(ErrorCode::Unauthenticated, "cluster secret not proven")).await;
+        return Err(wire::WireError::Refused);
+    }
+    let proof = wire::server_proof(&shared.secret, &nonce_s, &body[..NONCE_BYTES]);
+    write_frame(&mut stream, &Header::encode(Op::AuthOk, h.id, proof.len()), &proof).await?;
+    stream.set_read_timeout(Some(IDLE_TIMEOUT)).map_err(std::io::Error::from)?;
+    loop {
+        let (h, body) = match read_frame(&mut stream).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
+            // A broken header cannot be skipped: say why, then close.
+            Err(e @ (wire::WireError::BadMagic(_) | wire::WireError::BadVersion(_) | wire::WireError::TooLarge(_))) => {
+                let code =
+                    if matches!(e, wire::WireError::TooLarge(_)) { ErrorCode::TooLarge } else { ErrorCode::BadRequest };
+                refuse(&mut stream, 0, Reply::error(code, e.to_string())).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let reply = match Request::decode(h.op, &body) {
+            Ok(req) => {
+                drop(body);
+                handle(cx, shared, req).await
+            }
+            Err(e) => Reply::error(ErrorCode::BadRequest, e.to_string()),
+        };
+        send(&mut stream, h.id, reply).await?;
+    }
+}
+
+/// Sends a last error and closes so the peer can read it: our side is shut for
+/// writing, and what the peer still sends is read and dropped for a moment (a
+/// close with unread input would reset the connection, and the peer might lose
+/// the answer).
+async fn refuse(stream: &mut TcpStream, id: u64, reply: Reply) {
+    if send(stream, id, reply).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < LINGER_BYTES_MAX {
+        match stream.read(&mut sink).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+/// A failure on the owning core, carried back across cores.
+struct Failure(ErrorCode, String);
+
+fn store_failure(e: StoreError) -> Failure {
+    match e {
+        StoreError::NotFound(k) => Failure(ErrorCode::NotFound, format!("no piece {k:?}")),
+        StoreError::RangeOutOfBounds { .. } => Failure(ErrorCode::BadRequest, e.to_string()),
+        StoreError::TooLarge { .. } => Failure(ErrorCode::TooLarge, e.to_string()),
+        StoreError::Corrupt { .. } => Failure(ErrorCode::Corrupt, e.to_string()),
+        StoreError::Closed => Failure(ErrorCode::Unavailable, e.to_string()),
+        _ => Failure(ErrorCode::Io, e.to_string()),
+    }
+}
+
+async fn handle(cx: &Rc<CoreCx>, shared: &NodeShared, req: Request) -> Reply {
+    let (drive, partition) = match &req {
+        Request::Ping => return Reply::Pong,
+        Request::Put { drive, key, .. } | Request::Get { drive, key, .. } | Request::Delete { drive, key } => {
+            (*drive, key.partition)
+        }
+        Request::List { drive, partition } => (*drive, *partition),
+    };
+    if drive as usize >= shared.drives {
+        return Reply::error(ErrorCode::NoSuchDrive, format!("drive {drive}: this node has {}", shared.drives));
+    }
+    if partition >= shared.partitions {
+        return Reply::error(
+            ErrorCode::BadRequest,
+            format!("partition {partition}: the cluster has {}", shared.partitions),
+        );
+    }
+    let core = core_for_partition(partition, cx.handle.cores());
+    let drive = drive as usize;
+    let r = cx
+        .run_on(core, move |cx| async move {
+            let Some(store) = cx.stores.get(drive).and_then(Option::as_ref) else {
+                return Err(Failure(ErrorCode::Unavailable, format!("drive {drive} is offline")));
+            };
+            match req {
+                Request::Put { key, data, .. } => store.put(key, &data).await.map(|_| Reply::Ok).map_err(store_failure),
+                Request::Get { key, offset, len, .. } => {
+                    let len = if len == wire::TO_END {
+                        let size =
+                            store.len_of(key).ok_or(Failure(ErrorCode::NotFound, format!("no piece {key:?}")))?;
+                        size.checked_sub(offset).ok_or_else(|| {
+                            Failure(ErrorCode::BadRequest, format!("offset {offset} beyond the piece's {size} bytes"))
+                        })?
+                    } else {
+                        len
+                    };
+                    if len > wire::BODY_MAX as u64 {
+                        return Err(Failure(
+                            ErrorCode::TooLarge,
+                            format!("{len} bytes in one read; the limit is {}", wire::BODY_MAX),
+                        ));
+                    }
+                    store.get_range(key, offset, len).await.map(|b| Reply::Data(b.to_vec())).map_err(store_failure)
+                }
+                Request::Delete { key, .. } => store.delete(key).await.map(|_| Reply::Ok).map_err(store_failure),
+                Request::List { partition, .. } => {
+                    let keys = store.list_partition(partition);
+                    if keys.len() > wire::KEYS_MAX {
+                        return Err(Failure(
+                            ErrorCode::TooLarge,
+                            format!(
+                                "{} pieces in partition {partition}; one answer holds {}",
+                                keys.len(),
+                                wire::KEYS_MAX
+                            ),
+                        ));
+                    }
+                    Ok(Reply::Keys(keys))
+                }
+                Request::Ping => Ok(Reply::Pong),
+            }
+        })
+        .await;
+    match r {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(Failure(code, message))) => Reply::error(code, message),
+        Err(e) => Reply::error(ErrorCode::Unavailable, e.to_string()),
+    }
+}
