@@ -1,6 +1,7 @@
 //! Tessera's storage engine: the IO boundary, the on-disk format, the shard store,
 //! the erasure codec and the thread-per-core runtime. It knows nothing of HTTP or
 //! S3; the gateway crate turns S3 requests into calls on it.
+pub mod applied;
 pub mod erasure;
 pub mod format;
 pub mod io;

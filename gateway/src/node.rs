@@ -23,6 +23,10 @@ use tessera_engine::runtime::{core_for_partition, CoreCx, Runtime, RuntimeConfig
 use tessera_engine::store::StoreError;
 use tessera_engine::StoreConfig;
 
+use tessera_engine::applied::{AppliedIndex, Apply};
+use tessera_engine::object::meta::META_PIECE;
+use tessera_engine::object::Keyspace;
+
 use crate::cluster::{Cluster, ClusterConfig, Member};
 use crate::wire::{self, ErrorCode, Header, Op, Reply, Request, HEADER_BYTES, NONCE_BYTES};
 
@@ -461,6 +465,23 @@ fn store_failure(e: StoreError) -> Failure {
 async fn handle(cx: &Rc<CoreCx>, shared: &NodeShared, req: Request) -> Reply {
     let (drive, partition) = match &req {
         Request::Ping => return Reply::Pong,
+        Request::MetaGet { partition, .. }
+        | Request::MetaWait { partition, .. }
+        | Request::MetaList { partition, .. } => {
+            if *partition >= shared.partitions {
+                return Reply::error(
+                    ErrorCode::BadRequest,
+                    format!("partition {partition}: the cluster has {}", shared.partitions),
+                );
+            }
+            let core = core_for_partition(*partition, cx.handle.cores());
+            let drives = shared.drives;
+            return match cx.run_on(core, move |cx| async move { handle_meta(&cx, drives, req).await }).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(Failure(code, message))) => Reply::error(code, message),
+                Err(e) => Reply::error(ErrorCode::Unavailable, e.to_string()),
+            };
+        }
         Request::Put { drive, key, .. } | Request::Get { drive, key, .. } | Request::Delete { drive, key } => {
             (*drive, key.partition)
         }
@@ -518,6 +539,9 @@ async fn handle(cx: &Rc<CoreCx>, shared: &NodeShared, req: Request) -> Reply {
                     Ok(Reply::Keys(keys))
                 }
                 Request::Ping => Ok(Reply::Pong),
+                Request::MetaGet { .. } | Request::MetaWait { .. } | Request::MetaList { .. } => {
+                    unreachable!("metadata requests are answered by handle_meta")
+                }
             }
         })
         .await;
@@ -525,5 +549,190 @@ async fn handle(cx: &Rc<CoreCx>, shared: &NodeShared, req: Request) -> Reply {
         Ok(Ok(reply)) => reply,
         Ok(Err(Failure(code, message))) => Reply::error(code, message),
         Err(e) => Reply::error(ErrorCode::Unavailable, e.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The applied commit log: metadata records delivered from Kafka, per core.
+
+/// Longest `MetaWait` a gateway may ask for.
+const META_WAIT_MAX: Duration = Duration::from_secs(30);
+/// Objects one `MetaList` answer carries at most.
+const META_LIST_MAX: u32 = 1000;
+/// Pause before retrying a record whose store write failed (the position must
+/// not move past an unapplied record).
+const APPLY_RETRY: Duration = Duration::from_millis(200);
+
+/// A commit record as the log delivered it.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub partition: u32,
+    pub position: u64,
+    pub payload: Vec<u8>,
+}
+
+/// What one core of the node holds besides its stores.
+struct NodeCore {
+    index: std::cell::RefCell<AppliedIndex>,
+    /// `MetaWait`s: (partition, position, wake-up).
+    waiters: std::cell::RefCell<Vec<(u32, u64, futures::channel::oneshot::Sender<()>)>>,
+}
+
+thread_local! {
+    static NODE_CORE: std::cell::RefCell<Option<Rc<NodeCore>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn node_core() -> Rc<NodeCore> {
+    NODE_CORE.with(|c| c.borrow().clone()).expect("the node's cores are set up before they serve")
+}
+
+/// The drive a partition's metadata records are stored on.
+fn meta_drive(partition: u32, drives: usize) -> usize {
+    partition as usize % drives
+}
+
+/// Sets up this core's applied index from the metadata records in its stores.
+/// Returns (records, partitions with an applied position).
+pub async fn recover_core(cx: Rc<CoreCx>, keyspace: Keyspace) -> Result<(usize, usize), String> {
+    let mut index = AppliedIndex::new(keyspace);
+    let mut records = 0;
+    for store in cx.stores.iter().flatten() {
+        for p in (0..keyspace.partitions).filter(|p| core_for_partition(*p, cx.handle.cores()) == cx.core) {
+            for (key, _) in store.list_partition(p).into_iter().filter(|(k, _)| k.piece == META_PIECE) {
+                let bytes = store.get(key).await.map_err(|e| format!("reading metadata record {key:?}: {e}"))?;
+                index.recover(&bytes).map_err(|e| format!("metadata record {key:?}: {e}"))?;
+                records += 1;
+            }
+        }
+    }
+    let applied = index.partitions().count();
+    let core = Rc::new(NodeCore { index: std::cell::RefCell::new(index), waiters: Default::default() });
+    NODE_CORE.with(|c| *c.borrow_mut() = Some(core));
+    Ok((records, applied))
+}
+
+/// The next log position to read, for each of `partitions` this core owns.
+pub fn next_positions(partitions: &[u32]) -> Vec<(u32, u64)> {
+    let core = node_core();
+    let index = core.index.borrow();
+    partitions.iter().map(|p| (*p, index.next_position(*p))).collect()
+}
+
+/// Applies delivered records in order until the channel closes or the runtime
+/// stops. Each record is durable in the store before the applied position moves.
+pub async fn apply_loop(cx: Rc<CoreCx>, drives: usize, rx: flume::Receiver<Delivered>) {
+    let core = node_core();
+    loop {
+        let next = race(async { rx.recv_async().await.ok() }, async {
+            cx.stopping().await;
+            None
+        })
+        .await;
+        let Some(d) = next else { return };
+        let prepared = core.index.borrow().prepare(d.partition, d.position, &d.payload);
+        match prepared {
+            Apply::Duplicate => continue,
+            Apply::Skip(why) => {
+                tracing::warn!(partition = d.partition, position = d.position, %why, "commit record skipped");
+                core.index.borrow_mut().skip(d.partition, d.position);
+            }
+            Apply::Store(p) => {
+                let drive = meta_drive(p.partition, drives);
+                let Some(store) = cx.stores.get(drive).and_then(Option::as_ref) else {
+                    tracing::error!(drive, "metadata drive offline: the log cannot be applied");
+                    return;
+                };
+                loop {
+                    match store.put(p.store_key, &p.bytes).await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::error!(partition = p.partition, position = p.position, error = %e, "storing a commit record failed; retrying");
+                            glommio::timer::sleep(APPLY_RETRY).await;
+                        }
+                    }
+                }
+                core.index.borrow_mut().commit(p);
+            }
+        }
+        wake_waiters(&core, d.partition);
+    }
+}
+
+fn wake_waiters(core: &NodeCore, partition: u32) {
+    let applied = core.index.borrow().applied(partition);
+    let Some(applied) = applied else { return };
+    let mut waiters = core.waiters.borrow_mut();
+    let mut i = 0;
+    while i < waiters.len() {
+        let (p, pos, _) = &waiters[i];
+        if *p == partition && *pos <= applied {
+            let (_, _, tx) = waiters.swap_remove(i);
+            let _ = tx.send(());
+        } else if waiters[i].2.is_canceled() {
+            waiters.swap_remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+async fn handle_meta(cx: &Rc<CoreCx>, drives: usize, req: Request) -> Result<Reply, Failure> {
+    let core = node_core();
+    match req {
+        Request::MetaGet { partition, id } => {
+            let (applied, found) = {
+                let index = core.index.borrow();
+                (index.applied(partition), index.get(partition, &id).cloned())
+            };
+            let Some(summary) = found else { return Ok(Reply::Meta { applied, record: None }) };
+            let drive = meta_drive(partition, drives);
+            let store = cx
+                .stores
+                .get(drive)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| Failure(ErrorCode::Unavailable, format!("metadata drive {drive} is offline")))?;
+            let bytes = store.get(summary.store_key).await.map_err(store_failure)?;
+            Ok(Reply::Meta { applied, record: Some(bytes.to_vec()) })
+        }
+        Request::MetaWait { partition, position, timeout_ms } => {
+            let applied = core.index.borrow().applied(partition);
+            if let Some(a) = applied.filter(|a| *a >= position) {
+                return Ok(Reply::Applied(a));
+            }
+            let (tx, rx) = futures::channel::oneshot::channel();
+            core.waiters.borrow_mut().push((partition, position, tx));
+            let wait = Duration::from_millis(timeout_ms as u64).min(META_WAIT_MAX);
+            let woken = race(async { rx.await.is_ok() }, async {
+                glommio::timer::sleep(wait).await;
+                false
+            })
+            .await;
+            let applied = core.index.borrow().applied(partition);
+            match applied {
+                Some(a) if woken || a >= position => Ok(Reply::Applied(a)),
+                _ => Err(Failure(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "partition {partition} not applied to position {position} within {wait:?} (at {applied:?})"
+                    ),
+                )),
+            }
+        }
+        Request::MetaList { partition, bucket, prefix, start_after, limit } => {
+            let index = core.index.borrow();
+            let entries = index
+                .list_objects(partition, &bucket, &prefix, &start_after, limit.min(META_LIST_MAX) as usize)
+                .into_iter()
+                .map(|(key, s)| wire::Listed {
+                    key,
+                    version: s.version,
+                    size: s.size,
+                    etag: s.etag,
+                    modified_ms: s.modified_ms,
+                })
+                .collect();
+            Ok(Reply::Listing { applied: index.applied(partition), entries })
+        }
+        _ => unreachable!("only metadata requests come here"),
     }
 }

@@ -28,6 +28,7 @@ use std::io::{Read, Write};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tessera_engine::applied::MetaId;
 use tessera_engine::format::ShardKey;
 
 pub const MAGIC: [u8; 2] = *b"TP";
@@ -63,10 +64,16 @@ pub enum Op {
     Get = 12,
     Delete = 13,
     List = 14,
+    MetaGet = 20,
+    MetaWait = 21,
+    MetaList = 22,
     Pong = 64,
     Ok = 65,
     Data = 66,
     Keys = 67,
+    Meta = 68,
+    Applied = 69,
+    Listing = 70,
     Error = 127,
 }
 
@@ -81,10 +88,16 @@ impl Op {
             12 => Op::Get,
             13 => Op::Delete,
             14 => Op::List,
+            20 => Op::MetaGet,
+            21 => Op::MetaWait,
+            22 => Op::MetaList,
             64 => Op::Pong,
             65 => Op::Ok,
             66 => Op::Data,
             67 => Op::Keys,
+            68 => Op::Meta,
+            69 => Op::Applied,
+            70 => Op::Listing,
             127 => Op::Error,
             _ => return None,
         })
@@ -209,6 +222,37 @@ pub enum Request {
         drive: u16,
         partition: u32,
     },
+    /// The applied metadata record of an identity, and the partition's applied
+    /// log position.
+    MetaGet {
+        partition: u32,
+        id: MetaId,
+    },
+    /// Answers once the partition's log is applied up to `position`, or with
+    /// `Unavailable` after `timeout_ms`.
+    MetaWait {
+        partition: u32,
+        position: u64,
+        timeout_ms: u32,
+    },
+    /// Live objects of a bucket in one partition, in key order.
+    MetaList {
+        partition: u32,
+        bucket: String,
+        prefix: String,
+        start_after: String,
+        limit: u32,
+    },
+}
+
+/// One object in a [`Reply::Listing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub version: u64,
+    pub size: u64,
+    pub etag: String,
+    pub modified_ms: i64,
 }
 
 /// What a node answers.
@@ -218,7 +262,21 @@ pub enum Reply {
     Ok,
     Data(Vec<u8>),
     Keys(Vec<(ShardKey, u64)>),
-    Error { code: ErrorCode, message: String },
+    /// `applied`: the partition's applied position (`None`: nothing applied yet);
+    /// `record`: the stored record (its version is its log position), if any.
+    Meta {
+        applied: Option<u64>,
+        record: Option<Vec<u8>>,
+    },
+    Applied(u64),
+    Listing {
+        applied: Option<u64>,
+        entries: Vec<Listed>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 fn put_key(out: &mut Vec<u8>, drive: u16, key: &ShardKey) {
@@ -226,6 +284,44 @@ fn put_key(out: &mut Vec<u8>, drive: u16, key: &ShardKey) {
     out.extend_from_slice(&key.partition.to_le_bytes());
     out.extend_from_slice(&key.object.to_le_bytes());
     out.extend_from_slice(&key.piece.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
+fn put_meta_id(out: &mut Vec<u8>, id: &MetaId) {
+    match id {
+        MetaId::Object { bucket, key } => {
+            out.push(1);
+            put_str(out, bucket);
+            put_str(out, key);
+        }
+        MetaId::Upload { bucket, key, upload_id } => {
+            out.push(2);
+            put_str(out, bucket);
+            put_str(out, key);
+            put_str(out, upload_id);
+        }
+        MetaId::Part { bucket, key, upload_id, part_number } => {
+            out.push(3);
+            put_str(out, bucket);
+            put_str(out, key);
+            put_str(out, upload_id);
+            out.extend_from_slice(&part_number.to_le_bytes());
+        }
+    }
 }
 
 /// A little-endian reader over a body that reports short bodies as malformed.
@@ -254,6 +350,34 @@ impl<'a> Cursor<'a> {
     }
     fn u128(&mut self) -> Result<u128, WireError> {
         Ok(u128::from_le_bytes(self.take(16)?.try_into().expect("16")))
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn i64(&mut self) -> Result<i64, WireError> {
+        Ok(self.u64()? as i64)
+    }
+    fn str(&mut self) -> Result<String, WireError> {
+        let n = self.u32()? as usize;
+        let b = self.take(n)?;
+        String::from_utf8(b.to_vec()).map_err(|_| WireError::Malformed { op: self.op, why: "string is not UTF-8" })
+    }
+    fn opt_u64(&mut self) -> Result<Option<u64>, WireError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.u64()?)),
+            _ => Err(WireError::Malformed { op: self.op, why: "option tag" }),
+        }
+    }
+    fn meta_id(&mut self) -> Result<MetaId, WireError> {
+        Ok(match self.u8()? {
+            1 => MetaId::Object { bucket: self.str()?, key: self.str()? },
+            2 => MetaId::Upload { bucket: self.str()?, key: self.str()?, upload_id: self.str()? },
+            3 => {
+                MetaId::Part { bucket: self.str()?, key: self.str()?, upload_id: self.str()?, part_number: self.u32()? }
+            }
+            _ => return Err(WireError::Malformed { op: self.op, why: "identity tag" }),
+        })
     }
     fn key(&mut self) -> Result<(u16, ShardKey), WireError> {
         let drive = self.u16()?;
@@ -297,6 +421,28 @@ impl Request {
                 b.extend_from_slice(&partition.to_le_bytes());
                 (Op::List, b)
             }
+            Request::MetaGet { partition, id: mid } => {
+                let mut b = Vec::new();
+                b.extend_from_slice(&partition.to_le_bytes());
+                put_meta_id(&mut b, mid);
+                (Op::MetaGet, b)
+            }
+            Request::MetaWait { partition, position, timeout_ms } => {
+                let mut b = Vec::with_capacity(16);
+                b.extend_from_slice(&partition.to_le_bytes());
+                b.extend_from_slice(&position.to_le_bytes());
+                b.extend_from_slice(&timeout_ms.to_le_bytes());
+                (Op::MetaWait, b)
+            }
+            Request::MetaList { partition, bucket, prefix, start_after, limit } => {
+                let mut b = Vec::new();
+                b.extend_from_slice(&partition.to_le_bytes());
+                put_str(&mut b, bucket);
+                put_str(&mut b, prefix);
+                put_str(&mut b, start_after);
+                b.extend_from_slice(&limit.to_le_bytes());
+                (Op::MetaList, b)
+            }
         };
         let mut frame = Header::encode(op, id, body.len()).to_vec();
         frame.append(&mut body);
@@ -322,6 +468,15 @@ impl Request {
                 Request::Delete { drive, key }
             }
             Op::List => Request::List { drive: c.u16()?, partition: c.u32()? },
+            Op::MetaGet => Request::MetaGet { partition: c.u32()?, id: c.meta_id()? },
+            Op::MetaWait => Request::MetaWait { partition: c.u32()?, position: c.u64()?, timeout_ms: c.u32()? },
+            Op::MetaList => Request::MetaList {
+                partition: c.u32()?,
+                bucket: c.str()?,
+                prefix: c.str()?,
+                start_after: c.str()?,
+                limit: c.u32()?,
+            },
             other => return Err(WireError::Unexpected { got: other, expected: "a request" }),
         };
         c.end()?;
@@ -360,6 +515,31 @@ impl Reply {
                 }
                 (Op::Keys, b)
             }
+            Reply::Meta { applied, record } => {
+                let mut b = Vec::with_capacity(20 + record.as_ref().map_or(0, Vec::len));
+                put_opt_u64(&mut b, applied);
+                if let Some(r) = record {
+                    b.push(1);
+                    b.extend_from_slice(&r);
+                } else {
+                    b.push(0);
+                }
+                (Op::Meta, b)
+            }
+            Reply::Applied(p) => (Op::Applied, p.to_le_bytes().to_vec()),
+            Reply::Listing { applied, entries } => {
+                let mut b = Vec::new();
+                put_opt_u64(&mut b, applied);
+                b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+                for e in entries {
+                    put_str(&mut b, &e.key);
+                    b.extend_from_slice(&e.version.to_le_bytes());
+                    b.extend_from_slice(&e.size.to_le_bytes());
+                    put_str(&mut b, &e.etag);
+                    b.extend_from_slice(&e.modified_ms.to_le_bytes());
+                }
+                (Op::Listing, b)
+            }
             Reply::Error { code, message } => {
                 let mut b = Vec::with_capacity(2 + message.len());
                 b.extend_from_slice(&(code as u16).to_le_bytes());
@@ -395,6 +575,46 @@ impl Reply {
                 }
                 c.end()?;
                 Reply::Keys(keys)
+            }
+            Op::Meta => {
+                let mut c = Cursor { b: &body, op };
+                let applied = c.opt_u64()?;
+                let record = match c.u8()? {
+                    0 => {
+                        c.end()?;
+                        None
+                    }
+                    1 => Some(c.b.to_vec()),
+                    _ => return Err(WireError::Malformed { op, why: "record tag" }),
+                };
+                Reply::Meta { applied, record }
+            }
+            Op::Applied => {
+                let mut c = Cursor { b: &body, op };
+                let p = c.u64()?;
+                c.end()?;
+                Reply::Applied(p)
+            }
+            Op::Listing => {
+                let mut c = Cursor { b: &body, op };
+                let applied = c.opt_u64()?;
+                let n = c.u32()? as usize;
+                // Each entry takes at least 32 bytes.
+                if n > body.len() / 32 {
+                    return Err(WireError::Malformed { op, why: "entry count larger than the body" });
+                }
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    entries.push(Listed {
+                        key: c.str()?,
+                        version: c.u64()?,
+                        size: c.u64()?,
+                        etag: c.str()?,
+                        modified_ms: c.i64()?,
+                    });
+                }
+                c.end()?;
+                Reply::Listing { applied, entries }
             }
             Op::Error => {
                 let mut c = Cursor { b: &body, op };
@@ -611,6 +831,23 @@ mod tests {
         roundtrip(Request::Get { drive: 1, key: key(255), offset: 17, len: TO_END });
         roundtrip(Request::Delete { drive: 2, key: key(1) });
         roundtrip(Request::List { drive: 5, partition: 65535 });
+        roundtrip(Request::MetaGet { partition: 3, id: MetaId::Object { bucket: "b".into(), key: "k/ü".into() } });
+        roundtrip(Request::MetaGet {
+            partition: 3,
+            id: MetaId::Part { bucket: "b".into(), key: "".into(), upload_id: "u".into(), part_number: 9 },
+        });
+        roundtrip(Request::MetaGet {
+            partition: 0,
+            id: MetaId::Upload { bucket: "b".into(), key: "k".into(), upload_id: "u".into() },
+        });
+        roundtrip(Request::MetaWait { partition: 1, position: 1 << 40, timeout_ms: 500 });
+        roundtrip(Request::MetaList {
+            partition: 2,
+            bucket: "b".into(),
+            prefix: "p/".into(),
+            start_after: "p/a".into(),
+            limit: 1000,
+        });
     }
 
     #[test]
@@ -622,6 +859,15 @@ mod tests {
             Reply::Keys(vec![(key(1), 5), (key(2), 1 << 20)]),
             Reply::Keys(vec![]),
             Reply::error(ErrorCode::NotFound, "no such piece"),
+            Reply::Meta { applied: None, record: None },
+            Reply::Meta { applied: Some(5), record: Some(vec![1, 2]) },
+            Reply::Meta { applied: Some(0), record: Some(vec![]) },
+            Reply::Applied(77),
+            Reply::Listing { applied: Some(3), entries: vec![] },
+            Reply::Listing {
+                applied: None,
+                entries: vec![Listed { key: "a".into(), version: 1, size: 2, etag: "\"e\"".into(), modified_ms: -4 }],
+            },
         ] {
             let (h, body) = r.clone().encode(9);
             let h = Header::decode(&h).unwrap();

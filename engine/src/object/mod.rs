@@ -122,7 +122,16 @@ fn write_field(h: &mut SipHasher13, s: &[u8]) {
     h.write(s);
 }
 
-impl Deployment {
+/// How keys map to partitions and metadata records to store keys: the keyed
+/// hash of a deployment (embedded) or a cluster. Crafted keys cannot pile onto one
+/// partition without the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyspace {
+    pub hash_key: u128,
+    pub partitions: u32,
+}
+
+impl Keyspace {
     /// The partition of an object key. Uploads and parts of a key share it.
     pub fn partition_of(&self, bucket: &str, key: &str) -> u32 {
         let mut h = keyed_hasher(self.hash_key);
@@ -130,13 +139,6 @@ impl Deployment {
         write_field(&mut h, key.as_bytes());
         (h.finish() % self.partitions as u64) as u32
     }
-
-    pub fn core_of(&self, bucket: &str, key: &str) -> usize {
-        crate::runtime::core_for_partition(self.partition_of(bucket, key), self.cores)
-    }
-
-    /// Where bucket records live (core 0 is the catalogue's owner).
-    pub const BUCKET_PARTITION: u32 = 0;
 
     fn identity(&self, tag: u8, fields: &[&[u8]]) -> u128 {
         let mut h = keyed_hasher(self.hash_key.rotate_left(64) ^ 0x7465_7373_6572_6121);
@@ -147,9 +149,10 @@ impl Deployment {
         h.finish128().as_u128()
     }
 
-    fn meta_key(&self, entry: &MetaEntry) -> ShardKey {
+    /// The store key of the metadata record for `entry`'s identity.
+    pub fn meta_key(&self, entry: &MetaEntry) -> ShardKey {
         let (partition, object) = match entry {
-            MetaEntry::Bucket { name, .. } => (Self::BUCKET_PARTITION, self.identity(1, &[name.as_bytes()])),
+            MetaEntry::Bucket { name, .. } => (Deployment::BUCKET_PARTITION, self.identity(1, &[name.as_bytes()])),
             MetaEntry::Object { bucket, key, .. } => {
                 (self.partition_of(bucket, key), self.identity(2, &[bucket.as_bytes(), key.as_bytes()]))
             }
@@ -166,6 +169,28 @@ impl Deployment {
             ),
         };
         ShardKey { partition, object, piece: META_PIECE }
+    }
+}
+
+impl Deployment {
+    pub fn keyspace(&self) -> Keyspace {
+        Keyspace { hash_key: self.hash_key, partitions: self.partitions }
+    }
+
+    /// The partition of an object key. Uploads and parts of a key share it.
+    pub fn partition_of(&self, bucket: &str, key: &str) -> u32 {
+        self.keyspace().partition_of(bucket, key)
+    }
+
+    pub fn core_of(&self, bucket: &str, key: &str) -> usize {
+        crate::runtime::core_for_partition(self.partition_of(bucket, key), self.cores)
+    }
+
+    /// Where bucket records live (core 0 is the catalogue's owner).
+    pub const BUCKET_PARTITION: u32 = 0;
+
+    fn meta_key(&self, entry: &MetaEntry) -> ShardKey {
+        self.keyspace().meta_key(entry)
     }
 }
 
