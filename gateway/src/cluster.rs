@@ -356,6 +356,28 @@ impl Cluster {
         Ok(AliveGuard { client: self.client.clone(), lease, task })
     }
 
+    /// What a gateway needs to place and find pieces: the keyspace, the code, the
+    /// placement, the members' addresses and who is alive.
+    pub async fn topology(&mut self) -> ClusterResult<crate::cluster_client::Topology> {
+        let config = self.config().await?;
+        let hash_key = u128::from_str_radix(&config.hash_key, 16)
+            .map_err(|_| ClusterError::Invalid(format!("hash key {:?} is not 32 hex digits", config.hash_key)))?;
+        let mut addrs = std::collections::HashMap::new();
+        for m in self.members().await? {
+            let addr =
+                m.addr.parse().map_err(|_| ClusterError::Invalid(format!("member {} address {:?}", m.id, m.addr)))?;
+            addrs.insert(m.id, addr);
+        }
+        Ok(crate::cluster_client::Topology {
+            keyspace: tessera_engine::object::Keyspace { hash_key, partitions: config.partitions },
+            k: config.k as usize,
+            m: config.m as usize,
+            placement: self.placement().await?,
+            addrs,
+            alive: self.alive().await?.into_iter().map(|a| a.id).collect(),
+        })
+    }
+
     pub async fn status(&mut self) -> ClusterResult<Status> {
         let config = self.config().await?;
         let members = self.members().await?;

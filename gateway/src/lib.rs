@@ -1,8 +1,11 @@
 //! Tessera S3 gateway: HTTP server, SigV4, S3 routing and handlers, and the
-//! embedded server's start-up, and the cluster topology in etcd.
+//! embedded server's start-up, the cluster topology in etcd and the commit log
+//! in Kafka.
 pub mod cluster;
+pub mod cluster_client;
 pub mod credentials;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
 pub mod node;
 pub mod s3;

@@ -33,6 +33,9 @@ enum Command {
 struct NodeArgs {
     #[command(flatten)]
     etcd: EtcdArgs,
+    /// Kafka bootstrap brokers, comma-separated HOST:PORT: the commit log.
+    #[arg(long, env = "TESSERA_KAFKA")]
+    kafka: String,
     /// Node id, unique in the cluster; a new id joins the cluster as a member.
     #[arg(long)]
     id: String,
@@ -249,6 +252,7 @@ fn main() -> ExitCode {
         Command::Cluster(cmd) => cluster(cmd),
         Command::Node(a) => tessera_gateway::node::run(tessera_gateway::node::NodeOptions {
             etcd: a.etcd.etcd,
+            kafka: a.kafka,
             cluster: a.etcd.cluster,
             id: a.id,
             data: a.data,

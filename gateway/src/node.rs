@@ -28,6 +28,7 @@ use tessera_engine::object::meta::META_PIECE;
 use tessera_engine::object::Keyspace;
 
 use crate::cluster::{Cluster, ClusterConfig, Member};
+use crate::kafka::{Consumer, KafkaError, KafkaLog};
 use crate::wire::{self, ErrorCode, Header, Op, Reply, Request, HEADER_BYTES, NONCE_BYTES};
 
 /// The file in a node's data directory naming its cluster and id.
@@ -50,6 +51,8 @@ const LEASE_CHECK_EVERY: Duration = Duration::from_millis(500);
 
 pub struct NodeOptions {
     pub etcd: String,
+    /// Kafka bootstrap brokers (the commit log).
+    pub kafka: String,
     pub cluster: String,
     pub id: String,
     pub data: PathBuf,
@@ -207,6 +210,36 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
         }
     }
 
+    // The applied commit log of each core's partitions, from its stores.
+    let hash_key = u128::from_str_radix(&config.hash_key, 16)
+        .map_err(|_| format!("the cluster's hash key {:?} is not 32 hex digits", config.hash_key))?;
+    let keyspace = Keyspace { hash_key, partitions: config.partitions };
+    let (mut meta_records, mut applied_partitions) = (0, 0);
+    for core in 0..handle.cores() {
+        match handle.submit_blocking(core, move |cx| recover_core(cx, keyspace)) {
+            Ok(Ok((records, parts))) => {
+                meta_records += records;
+                applied_partitions += parts;
+            }
+            Ok(Err(e)) => {
+                let _ = rt.stop();
+                return Err(e);
+            }
+            Err(e) => {
+                let _ = rt.stop();
+                return Err(e.to_string());
+            }
+        }
+    }
+    let topic = commit_topic(&opts.cluster);
+    let log = match KafkaLog::start(&opts.kafka, &topic, config.partitions) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = rt.stop();
+            return Err(format!("commit log {topic:?} on {}: {e}", opts.kafka));
+        }
+    };
+
     let member = Member {
         id: opts.id.clone(),
         addr: advertise.to_string(),
@@ -252,6 +285,10 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
     }
     let keys: usize = rep.recovered.iter().map(|(_, _, r)| r.keys).sum();
     println!("  recovered {keys} shard pieces in {} stores", rep.recovered.len());
+    println!(
+        "  log       Kafka topic {topic:?} on {}; {meta_records} metadata records, {applied_partitions} partitions applied so far",
+        opts.kafka
+    );
     match placed {
         Some(Some(p)) => println!("  joined    as a new member; placement version {}", p.version),
         Some(None) => println!("  joined    as a new member; no placement yet (fewer members than k+m)"),
@@ -261,10 +298,34 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
     println!("  liveness  etcd lease of {} s", opts.lease_secs);
     println!("ready");
 
-    // The control loop: signals, and a lease lost (etcd away for longer than the
-    // TTL) taken again as soon as etcd answers.
+    // The control loop: signals; a lease lost (etcd away for longer than the
+    // TTL) taken again as soon as etcd answers; and, once a placement names this
+    // node, the log of its partitions consumed by the cores that own them.
+    let mut consumers_started = false;
     let sig = control.block_on(async {
         loop {
+            if !consumers_started {
+                match etcd.placement().await {
+                    Ok(Some(p)) => {
+                        let mine: Vec<u32> = (0..p.sets.len() as u32)
+                            .filter(|part| p.sets[*part as usize].iter().any(|slot| slot.node == member.id))
+                            .collect();
+                        match start_consumers(&handle, &log, &mine, drives.len()).await {
+                            Ok(()) => {
+                                consumers_started = true;
+                                println!(
+                                    "  applying  the commit log of {} partitions (placement version {})",
+                                    mine.len(),
+                                    p.version
+                                );
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot consume the commit log yet"),
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read the placement"),
+                }
+            }
             tokio::select! {
                 sig = stop_rx.recv_async() => return sig.ok(),
                 () = tokio::time::sleep(LEASE_CHECK_EVERY) => {}
@@ -287,7 +348,39 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
     }
     drop(handle);
     rt.stop().map_err(|e| e.to_string())?;
+    log.stop();
     println!("stopped");
+    Ok(())
+}
+
+/// The Kafka topic of a cluster's commit log.
+pub fn commit_topic(cluster: &str) -> String {
+    format!("tessera.{cluster}.commits")
+}
+
+/// One consumer per core, for the partitions of `mine` it owns, from the positions
+/// its applied index needs next.
+async fn start_consumers(
+    handle: &tessera_engine::runtime::RuntimeHandle,
+    log: &KafkaLog,
+    mine: &[u32],
+    drives: usize,
+) -> Result<(), String> {
+    for core in 0..handle.cores() {
+        let owned: Vec<u32> = mine.iter().copied().filter(|p| core_for_partition(*p, handle.cores()) == core).collect();
+        if owned.is_empty() {
+            continue;
+        }
+        let from =
+            handle.submit(core, move |_| async move { next_positions(&owned) }).await.map_err(|e| e.to_string())?;
+        let consumer = log.consume(from).map_err(|e| e.to_string())?;
+        handle
+            .submit(core, move |cx| async move {
+                glommio::spawn_local(apply_loop(cx, drives, consumer)).detach();
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 
@@ -618,44 +711,59 @@ pub fn next_positions(partitions: &[u32]) -> Vec<(u32, u64)> {
     partitions.iter().map(|p| (*p, index.next_position(*p))).collect()
 }
 
-/// Applies delivered records in order until the channel closes or the runtime
-/// stops. Each record is durable in the store before the applied position moves.
-pub async fn apply_loop(cx: Rc<CoreCx>, drives: usize, rx: flume::Receiver<Delivered>) {
+/// Applies the records of this core's partitions in log order until the log or the
+/// runtime stops. Each record is durable in the store before the applied position
+/// moves.
+pub async fn apply_loop(cx: Rc<CoreCx>, drives: usize, consumer: Consumer) {
     let core = node_core();
     loop {
-        let next = race(async { rx.recv_async().await.ok() }, async {
+        let next = race(async { Some(consumer.recv().await) }, async {
             cx.stopping().await;
             None
         })
         .await;
-        let Some(d) = next else { return };
-        let prepared = core.index.borrow().prepare(d.partition, d.position, &d.payload);
-        match prepared {
-            Apply::Duplicate => continue,
-            Apply::Skip(why) => {
-                tracing::warn!(partition = d.partition, position = d.position, %why, "commit record skipped");
-                core.index.borrow_mut().skip(d.partition, d.position);
+        let d = match next {
+            None | Some(Err(KafkaError::Stopped)) => return,
+            // Records are missing between two positions: applying what follows would
+            // break the log order. Stop here: the partitions of this core stop moving,
+            // writes waiting on them fail (no quorum), and nothing is applied out of order.
+            Some(Err(e @ KafkaError::Gap { .. })) => {
+                tracing::error!(error = %e, "commit log gap: applying stopped on this core");
+                return;
             }
-            Apply::Store(p) => {
-                let drive = meta_drive(p.partition, drives);
-                let Some(store) = cx.stores.get(drive).and_then(Option::as_ref) else {
-                    tracing::error!(drive, "metadata drive offline: the log cannot be applied");
-                    return;
-                };
-                loop {
-                    match store.put(p.store_key, &p.bytes).await {
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::error!(partition = p.partition, position = p.position, error = %e, "storing a commit record failed; retrying");
-                            glommio::timer::sleep(APPLY_RETRY).await;
-                        }
-                    }
-                }
-                core.index.borrow_mut().commit(p);
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "reading the commit log");
+                glommio::timer::sleep(APPLY_RETRY).await;
+                continue;
             }
-        }
-        wake_waiters(&core, d.partition);
+            Some(Ok(r)) => Delivered { partition: r.partition, position: r.offset, payload: r.payload },
+        };
+        apply_one(&cx, &core, drives, d).await;
     }
+}
+
+async fn apply_one(cx: &Rc<CoreCx>, core: &NodeCore, drives: usize, d: Delivered) {
+    let prepared = core.index.borrow().prepare(d.partition, d.position, &d.payload);
+    match prepared {
+        Apply::Duplicate => return,
+        Apply::Skip(why) => {
+            tracing::warn!(partition = d.partition, position = d.position, %why, "commit record skipped");
+            core.index.borrow_mut().skip(d.partition, d.position);
+        }
+        Apply::Store(p) => {
+            let drive = meta_drive(p.partition, drives);
+            let Some(store) = cx.stores.get(drive).and_then(Option::as_ref) else {
+                tracing::error!(drive, "metadata drive offline: the log cannot be applied");
+                return;
+            };
+            while let Err(e) = store.put(p.store_key, &p.bytes).await {
+                tracing::error!(partition = p.partition, position = p.position, error = %e, "storing a commit record failed; retrying");
+                glommio::timer::sleep(APPLY_RETRY).await;
+            }
+            core.index.borrow_mut().commit(p);
+        }
+    }
+    wake_waiters(core, d.partition);
 }
 
 fn wake_waiters(core: &NodeCore, partition: u32) {

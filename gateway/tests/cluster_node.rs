@@ -14,7 +14,10 @@ use tessera_gateway::wire::{self, Client, ErrorCode, Header, Op, Reply, Request,
 
 #[path = "common/etcd.rs"]
 mod etcd;
+#[path = "common/tansu.rs"]
+mod tansu;
 use etcd::{free_port, Etcd};
+use tansu::Tansu;
 
 const SECRET: &str = "test-cluster-secret-0123456789";
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,21 +29,46 @@ struct Node {
     stdout: mpsc::Receiver<String>,
 }
 
-fn node_cmd(etcd: &Etcd, id: &str, data: &Path, addr: SocketAddr) -> Command {
+/// etcd and a Kafka broker, as every node needs.
+struct Services {
+    etcd: Etcd,
+    kafka: Tansu,
+}
+
+impl Services {
+    fn start() -> Services {
+        Services { etcd: Etcd::start(), kafka: Tansu::start() }
+    }
+}
+
+fn node_cmd(svc: &Services, id: &str, data: &Path, addr: SocketAddr) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    c.args(["node", "--etcd", &etcd.url, "--id", id, "--drives", "2", "--cores", "2", "--no-pin"])
-        .arg("--data")
-        .arg(data)
-        .args(["--listen", &addr.to_string(), "--segment-mib", "16", "--io-memory", "4194304", "--lease-secs", "2"])
-        .env("TESSERA_CLUSTER_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    c.args([
+        "node",
+        "--etcd",
+        &svc.etcd.url,
+        "--kafka",
+        &svc.kafka.brokers,
+        "--id",
+        id,
+        "--drives",
+        "2",
+        "--cores",
+        "2",
+        "--no-pin",
+    ])
+    .arg("--data")
+    .arg(data)
+    .args(["--listen", &addr.to_string(), "--segment-mib", "16", "--io-memory", "4194304", "--lease-secs", "2"])
+    .env("TESSERA_CLUSTER_SECRET", SECRET)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     c
 }
 
 impl Node {
-    fn start(etcd: &Etcd, id: &str, data: &Path, addr: SocketAddr) -> Node {
-        let mut child = node_cmd(etcd, id, data, addr).spawn().expect("start tessera node");
+    fn start(svc: &Services, id: &str, data: &Path, addr: SocketAddr) -> Node {
+        let mut child = node_cmd(svc, id, data, addr).spawn().expect("start tessera node");
         let out = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -156,26 +184,27 @@ fn free_addr() -> SocketAddr {
 
 #[test]
 fn a_node_joins_serves_pieces_to_secret_holders_and_keeps_them() {
-    let etcd = Etcd::start();
+    let svc = Services::start();
+    let etcd = &svc.etcd;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("n1");
     let addr = free_addr();
 
     // Not initialised: a clear refusal, nothing created.
-    let out = node_cmd(&etcd, "n1", &data, addr).output().unwrap();
+    let out = node_cmd(&svc, "n1", &data, addr).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not initialised"), "{out:?}");
     assert!(!data.exists(), "a refused start leaves no data directory");
-    let (ok, _, err) = cluster(&etcd, &["init", "--code", "2+1", "--partitions", "16"]);
+    let (ok, _, err) = cluster(etcd, &["init", "--code", "2+1", "--partitions", "16"]);
     assert!(ok, "{err}");
     // No secret, or a short one: refused.
-    let out = node_cmd(&etcd, "n1", &data, addr).env_remove("TESSERA_CLUSTER_SECRET").output().unwrap();
+    let out = node_cmd(&svc, "n1", &data, addr).env_remove("TESSERA_CLUSTER_SECRET").output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("TESSERA_CLUSTER_SECRET"));
-    let out = node_cmd(&etcd, "n1", &data, addr).env("TESSERA_CLUSTER_SECRET", "short").output().unwrap();
+    let out = node_cmd(&svc, "n1", &data, addr).env("TESSERA_CLUSTER_SECRET", "short").output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("at least 16"));
 
-    let node = Node::start(&etcd, "n1", &data, addr);
-    assert!(alive(&etcd, "n1"), "a started node is a live member");
+    let node = Node::start(&svc, "n1", &data, addr);
+    assert!(alive(etcd, "n1"), "a started node is a live member");
     let mut c = node.client();
     assert_eq!(c.call(&Request::Ping).unwrap(), Reply::Pong);
 
@@ -277,8 +306,8 @@ fn a_node_joins_serves_pieces_to_secret_holders_and_keeps_them() {
 
     // A clean stop revokes the lease at once; a restart finds every piece.
     node.stop();
-    assert!(!alive(&etcd, "n1"), "a stopped node is down at once");
-    let node = Node::start(&etcd, "n1", &data, addr);
+    assert!(!alive(etcd, "n1"), "a stopped node is down at once");
+    let node = Node::start(&svc, "n1", &data, addr);
     let mut c = node.client();
     for (drive, k, bytes) in &stored {
         let r = c.call(&Request::Get { drive: *drive, key: *k, offset: 0, len: wire::TO_END }).unwrap();
@@ -293,29 +322,30 @@ fn a_node_joins_serves_pieces_to_secret_holders_and_keeps_them() {
     // A crash is seen when the 2 s lease runs out.
     drop(c);
     drop(node);
-    wait_alive(&etcd, "n1", false, Duration::from_secs(10));
+    wait_alive(etcd, "n1", false, Duration::from_secs(10));
 
     // The data directory is n1's: another id is refused, and so is another address for n1.
-    let out = node_cmd(&etcd, "n2", &data, free_addr()).output().unwrap();
+    let out = node_cmd(&svc, "n2", &data, free_addr()).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is node \"n1\"'s"), "{out:?}");
-    let out = node_cmd(&etcd, "n1", &data, free_addr()).output().unwrap();
+    let out = node_cmd(&svc, "n1", &data, free_addr()).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is a member with address"), "{out:?}");
 }
 
 #[test]
 fn nodes_join_until_the_cluster_is_placed() {
-    let etcd = Etcd::start();
+    let svc = Services::start();
+    let etcd = &svc.etcd;
     let dir = tempfile::tempdir().unwrap();
-    let (ok, _, err) = cluster(&etcd, &["init", "--code", "2+1", "--partitions", "8"]);
+    let (ok, _, err) = cluster(etcd, &["init", "--code", "2+1", "--partitions", "8"]);
     assert!(ok, "{err}");
     let mut nodes = Vec::new();
     for i in 1..=3 {
         let id = format!("n{i}");
-        nodes.push(Node::start(&etcd, &id, &dir.path().join(&id), free_addr()));
+        nodes.push(Node::start(&svc, &id, &dir.path().join(&id), free_addr()));
     }
-    let (ok, out, err) = cluster(&etcd, &["status", "--json"]);
+    let (ok, out, err) = cluster(etcd, &["status", "--json"]);
     assert!(ok, "{err}");
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(s["placement_version"], 1, "the third node placed the cluster: {s}");
@@ -341,7 +371,7 @@ fn nodes_join_until_the_cluster_is_placed() {
     }
     // One of three down: degraded but ready (2 >= k).
     nodes.remove(2).stop();
-    let (_, out, _) = cluster(&etcd, &["status", "--json"]);
+    let (_, out, _) = cluster(etcd, &["status", "--json"]);
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(s["degraded_partitions"], 8, "{s}");
     assert_eq!(s["ready"], true);
