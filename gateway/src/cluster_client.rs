@@ -50,6 +50,8 @@ pub const INLINE_BYTES_MAX: usize = 128 << 10;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a write waits for the set to apply its commit record.
 const APPLY_WAIT_MS: u32 = 10_000;
+/// Slots per set an extent can describe (`Extent::missing_slots` is a u64 bitmap).
+pub const SLOTS_MAX: usize = 64;
 /// Idle connections kept per node.
 const POOL_PER_NODE_MAX: usize = 16;
 
@@ -67,6 +69,8 @@ pub enum ClusterIoError {
     Unreadable(String),
     #[error("no placement yet: the cluster has fewer than k + m members")]
     NoPlacement,
+    #[error("unsupported: {0}")]
+    Unsupported(String),
 }
 
 /// What a gateway knows of the cluster, refreshed from etcd.
@@ -169,8 +173,14 @@ impl ClusterClient {
 
     fn live_set(&self, partition: u32) -> Result<(Rc<Topology>, Vec<LiveSlot>, usize), ClusterIoError> {
         let t = self.topology();
-        let set = t.set(partition)?;
         let n = t.k + t.m;
+        if n > SLOTS_MAX {
+            return Err(ClusterIoError::Unsupported(format!(
+                "code {}+{}: extents record at most {SLOTS_MAX} slots",
+                t.k, t.m
+            )));
+        }
+        let set = t.set(partition)?;
         let live: Vec<_> = set.iter().filter(|s| s.3).map(|s| (s.0, s.1, s.2)).collect();
         if live.len() < t.k {
             return Err(ClusterIoError::Unavailable { partition, live: live.len(), n, need: t.k });
