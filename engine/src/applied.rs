@@ -206,8 +206,9 @@ impl AppliedIndex {
         self.parts.get(&partition)?.entries.get(id)
     }
 
-    /// Live objects of `bucket` in `partition` whose key starts with `prefix`, after
-    /// `start_after`, in key order, at most `limit`.
+    /// Objects of `bucket` in `partition` whose key starts with `prefix`, after
+    /// `start_after`, in key order, at most `limit`; deletions too `with_deleted`
+    /// (a reader merging several nodes needs them to outvote a stale node).
     pub fn list_objects(
         &self,
         partition: u32,
@@ -215,6 +216,7 @@ impl AppliedIndex {
         prefix: &str,
         start_after: &str,
         limit: usize,
+        with_deleted: bool,
     ) -> Vec<(String, Summary)> {
         let Some(part) = self.parts.get(&partition) else { return Vec::new() };
         let from = if start_after < prefix { prefix } else { start_after };
@@ -230,7 +232,7 @@ impl AppliedIndex {
                 MetaId::Object { bucket: b, key } if b == bucket && key.starts_with(prefix) => Some((key, s)),
                 _ => None,
             })
-            .filter(|(_, s)| s.live)
+            .filter(|(_, s)| s.live || with_deleted)
             .take(limit)
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect()
@@ -319,11 +321,17 @@ mod tests {
         apply(&mut ix, 0, 5, &object("other", "a/1", Some(b"x")), &mut disk);
         apply(&mut ix, 0, 6, &object("bk", "a/2", None), &mut disk);
         let keys = |v: Vec<(String, Summary)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-        assert_eq!(keys(ix.list_objects(0, "bk", "a/", "", 10)), ["a/0", "a/1", "a/3"]);
-        assert_eq!(keys(ix.list_objects(0, "bk", "a/", "a/1", 10)), ["a/3"]);
-        assert_eq!(keys(ix.list_objects(0, "bk", "", "", 2)), ["a/0", "a/1"]);
-        assert_eq!(keys(ix.list_objects(0, "bk", "", "a/3", 10)), ["b/1"]);
-        assert_eq!(keys(ix.list_objects(0, "other", "", "", 10)), ["a/1"]);
-        assert!(ix.list_objects(0, "none", "", "", 10).is_empty());
+        assert_eq!(keys(ix.list_objects(0, "bk", "a/", "", 10, false)), ["a/0", "a/1", "a/3"]);
+        assert_eq!(keys(ix.list_objects(0, "bk", "a/", "a/1", 10, false)), ["a/3"]);
+        assert_eq!(keys(ix.list_objects(0, "bk", "", "", 2, false)), ["a/0", "a/1"]);
+        assert_eq!(keys(ix.list_objects(0, "bk", "", "a/3", 10, false)), ["b/1"]);
+        assert_eq!(keys(ix.list_objects(0, "other", "", "", 10, false)), ["a/1"]);
+        assert!(ix.list_objects(0, "none", "", "", 10, false).is_empty());
+        // With deletions, for readers merging nodes: a/2's deletion is listed, not live.
+        let all = ix.list_objects(0, "bk", "a/", "", 10, true);
+        assert_eq!(
+            all.iter().map(|(k, s)| (k.as_str(), s.live)).collect::<Vec<_>>(),
+            [("a/0", true), ("a/1", true), ("a/2", false), ("a/3", true)]
+        );
     }
 }

@@ -406,7 +406,9 @@ impl Runtime {
         if cfg.cores == 0 || cfg.cores > CORES_MAX {
             return Err(RuntimeError::Config(format!("cores must be 1..={CORES_MAX}, not {}", cfg.cores)));
         }
-        if cfg.drives.is_empty() || cfg.drives.len() > DRIVES_MAX {
+        // No drives is a core that only computes and talks to the network (a
+        // cluster gateway); an object layer needs drives.
+        if (cfg.drives.is_empty() && cfg.objects.is_some()) || cfg.drives.len() > DRIVES_MAX {
             return Err(RuntimeError::Config(format!("drives must be 1..={DRIVES_MAX}, not {}", cfg.drives.len())));
         }
         if cfg.inbox_max == 0 || cfg.in_flight_max == 0 {

@@ -13,7 +13,9 @@
 //!   a network blip moves no data.
 //!
 //! Keys, under `/tessera/<cluster>/` (JSON values, readable with etcdctl):
-//! `config`, `placement`, `members/<id>`, `alive/<id>` (leased).
+//! `config`, `placement`, `members/<id>`, `membership` (member count, rewritten by every
+//! join), `alive/<id>` (leased), `buckets/<name>`
+//! (the bucket catalogue).
 //!
 //! etcd-client needs tokio; it runs on a runtime of its own on the control
 //! thread, never on the cores.
@@ -77,6 +79,12 @@ pub struct Member {
 }
 
 /// The placement as stored: `sets[p]` lists `[node, drive]` per slot.
+/// A bucket in the catalogue (`buckets/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredBucket {
+    created_ms: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StoredPlacement {
     version: u64,
@@ -282,7 +290,13 @@ impl Cluster {
         let config = self.config().await?;
         let member_key = self.key(&format!("members/{}", member.id));
         let placement_key = self.key("placement");
+        // Every membership change rewrites `membership`: a transaction that checks
+        // it unchanged knows the member list it computed from is still current
+        // (nodes joining at once would otherwise each miss the others).
+        let membership_key = self.key("membership");
         for _ in 0..UPDATE_ATTEMPTS_MAX {
+            let membership_rev =
+                self.client.get(membership_key.clone(), None).await?.kvs().first().map_or(0, |kv| kv.mod_revision());
             let mut members = self.members().await?;
             if members.iter().any(|m| m.id == member.id) {
                 return Err(ClusterError::DuplicateMember(member.id));
@@ -301,7 +315,10 @@ impl Cluster {
             } else {
                 None
             };
-            let mut ops = vec![TxnOp::put(member_key.clone(), serde_json::to_vec(&member).expect("serialises"), None)];
+            let mut ops = vec![
+                TxnOp::put(member_key.clone(), serde_json::to_vec(&member).expect("serialises"), None),
+                TxnOp::put(membership_key.clone(), members.len().to_string(), None),
+            ];
             if let Some(p) = &next {
                 ops.push(TxnOp::put(
                     placement_key.clone(),
@@ -313,6 +330,7 @@ impl Cluster {
                 .when([
                     Compare::create_revision(member_key.clone(), CompareOp::Equal, 0),
                     Compare::mod_revision(placement_key.clone(), CompareOp::Equal, prev_rev),
+                    Compare::mod_revision(membership_key.clone(), CompareOp::Equal, membership_rev),
                 ])
                 .and_then(ops);
             if self.client.txn(txn).await?.succeeded() {
@@ -376,6 +394,45 @@ impl Cluster {
             addrs,
             alive: self.alive().await?.into_iter().map(|a| a.id).collect(),
         })
+    }
+
+    /// Creates a bucket in the catalogue; `Some(created_ms)` when this call created
+    /// it, `None` when it existed.
+    pub async fn create_bucket(&mut self, name: &str) -> ClusterResult<Option<i64>> {
+        let key = self.key(&format!("buckets/{name}"));
+        let created_ms = now_ms();
+        let value = serde_json::to_vec(&StoredBucket { created_ms }).expect("serialises");
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        Ok(self.client.txn(txn).await?.succeeded().then_some(created_ms))
+    }
+
+    /// Removes a bucket from the catalogue; false when it was not there.
+    pub async fn delete_bucket(&mut self, name: &str) -> ClusterResult<bool> {
+        let key = self.key(&format!("buckets/{name}"));
+        Ok(self.client.delete(key, None).await?.deleted() > 0)
+    }
+
+    /// The bucket's creation time, if it exists.
+    pub async fn bucket(&mut self, name: &str) -> ClusterResult<Option<i64>> {
+        let key = self.key(&format!("buckets/{name}"));
+        Ok(self.get_json::<StoredBucket>(&key).await?.map(|(b, _)| b.created_ms))
+    }
+
+    /// Every bucket with its creation time, by name.
+    pub async fn buckets(&mut self) -> ClusterResult<Vec<(String, i64)>> {
+        let prefix = self.key("buckets/");
+        let resp = self.client.get(prefix.clone(), Some(GetOptions::new().with_prefix())).await?;
+        resp.kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let b: StoredBucket = serde_json::from_slice(kv.value())
+                    .map_err(|e| ClusterError::Corrupt { key: key.clone(), why: e.to_string() })?;
+                Ok((key[prefix.len()..].to_string(), b.created_ms))
+            })
+            .collect()
     }
 
     pub async fn status(&mut self) -> ClusterResult<Status> {

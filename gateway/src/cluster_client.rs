@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use glommio::net::TcpStream;
@@ -38,7 +38,7 @@ use tessera_engine::object::Keyspace;
 use tessera_engine::placement::Placement;
 
 use crate::kafka::Appender;
-use crate::wire::{AsyncClient, Reply, Request, WireError, TO_END};
+use crate::wire::{AsyncClient, Listed, Reply, Request, WireError};
 
 /// Bytes per data shard in a full stripe.
 pub const CHUNK_BYTES: usize = 256 << 10;
@@ -112,9 +112,17 @@ struct Pool {
 pub struct ClusterClient {
     topology: RefCell<Rc<Topology>>,
     secret: Vec<u8>,
-    appender: Appender,
+    /// The commit log; `None` for a reader only (a node rebuilding pieces).
+    appender: Option<Appender>,
     pool: RefCell<Pool>,
+    /// Nodes that just failed a call, with when: skipped like a node whose lease
+    /// is gone until [`SUSPECT_FOR`] has passed, so a crashed node costs one failed
+    /// call rather than one per request until etcd notices (its lease's TTL).
+    suspects: RefCell<HashMap<SocketAddr, Instant>>,
 }
+
+/// A node that failed a call is left out of new requests for this long.
+const SUSPECT_FOR: Duration = Duration::from_secs(2);
 
 /// What a read found.
 #[derive(Debug)]
@@ -129,9 +137,43 @@ fn quorums(n: usize) -> (usize, usize) {
     (w, n - w + 1)
 }
 
+/// The piece holding `slot`'s shards of `group`.
+pub fn piece_key(partition: u32, data_id: u128, group: usize, slot: usize) -> ShardKey {
+    ShardKey { partition, object: data_id, piece: (group as u32) << 8 | slot as u32 }
+}
+
+/// Bytes of data in one full group of `k` data slots.
+pub fn group_bytes(g: &Geometry) -> usize {
+    g.k as usize * g.chunk_bytes as usize * g.group_stripes as usize
+}
+
+/// The shard length of a stripe holding `len` bytes of data.
+fn shard_len(len: usize, k: usize) -> usize {
+    len.div_ceil(k).next_multiple_of(2)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 impl ClusterClient {
     pub fn new(topology: Topology, secret: Vec<u8>, appender: Appender) -> ClusterClient {
-        ClusterClient { topology: RefCell::new(Rc::new(topology)), secret, appender, pool: Default::default() }
+        ClusterClient::with_appender(topology, secret, Some(appender))
+    }
+
+    /// A client that reads and writes pieces and reads metadata but cannot commit.
+    pub fn reader(topology: Topology, secret: Vec<u8>) -> ClusterClient {
+        ClusterClient::with_appender(topology, secret, None)
+    }
+
+    fn with_appender(topology: Topology, secret: Vec<u8>, appender: Option<Appender>) -> ClusterClient {
+        ClusterClient {
+            topology: RefCell::new(Rc::new(topology)),
+            secret,
+            appender,
+            pool: Default::default(),
+            suspects: Default::default(),
+        }
     }
 
     pub fn set_topology(&self, t: Topology) {
@@ -142,8 +184,29 @@ impl ClusterClient {
         self.topology.borrow().clone()
     }
 
-    /// One call to a node, on a pooled connection (a failed one is dropped).
-    async fn call(&self, addr: SocketAddr, req: &Request) -> Result<Reply, WireError> {
+    fn suspected(&self, addr: &SocketAddr) -> bool {
+        let mut s = self.suspects.borrow_mut();
+        match s.get(addr) {
+            Some(at) if at.elapsed() < SUSPECT_FOR => true,
+            Some(_) => {
+                s.remove(addr);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// One call to a node, on a pooled connection (a failed one is dropped and the
+    /// node suspected for a while).
+    pub async fn call(&self, addr: SocketAddr, req: &Request) -> Result<Reply, WireError> {
+        let r = self.call_inner(addr, req).await;
+        if r.is_err() {
+            self.suspects.borrow_mut().insert(addr, Instant::now());
+        }
+        r
+    }
+
+    async fn call_inner(&self, addr: SocketAddr, req: &Request) -> Result<Reply, WireError> {
         let pooled = self.pool.borrow_mut().idle.get_mut(&addr).and_then(Vec::pop);
         let mut client = match pooled {
             Some(c) => c,
@@ -171,6 +234,8 @@ impl ClusterClient {
         r
     }
 
+    /// The slots of `partition`'s set that are alive and not suspected; fails fast
+    /// with fewer than `k`.
     fn live_set(&self, partition: u32) -> Result<(Rc<Topology>, Vec<LiveSlot>, usize), ClusterIoError> {
         let t = self.topology();
         let n = t.k + t.m;
@@ -181,11 +246,55 @@ impl ClusterClient {
             )));
         }
         let set = t.set(partition)?;
-        let live: Vec<_> = set.iter().filter(|s| s.3).map(|s| (s.0, s.1, s.2)).collect();
+        let live: Vec<_> = set.iter().filter(|s| s.3 && !self.suspected(&s.1)).map(|s| (s.0, s.1, s.2)).collect();
         if live.len() < t.k {
             return Err(ClusterIoError::Unavailable { partition, live: live.len(), n, need: t.k });
         }
         Ok((t, live, n))
+    }
+
+    /// Checks that `bucket/key`'s partition can take a write or serve a read now.
+    pub fn check_available(&self, bucket: &str, key: &str) -> Result<u32, ClusterIoError> {
+        let partition = self.topology().keyspace.partition_of(bucket, key);
+        self.live_set(partition)?;
+        Ok(partition)
+    }
+
+    /// Starts writing an extent of `bucket/key`'s partition.
+    pub fn writer(&self, bucket: &str, key: &str) -> Result<ExtentWriter<'_>, ClusterIoError> {
+        let t = self.topology();
+        let partition = t.keyspace.partition_of(bucket, key);
+        let (t, live, n) = self.live_set(partition)?;
+        let (k, m) = (t.k, t.m);
+        let codec =
+            new_codec(CodecKind::ReedSolomonSimd, k, m).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
+        let mut missing: u64 = 0;
+        for s in 0..n {
+            if !live.iter().any(|l| l.0 == s) {
+                missing |= 1 << s;
+            }
+        }
+        let geometry = Geometry {
+            k: k as u8,
+            m: m as u8,
+            codec: 0,
+            chunk_bytes: CHUNK_BYTES as u32,
+            group_stripes: GROUP_STRIPES as u32,
+            first_drive: 0,
+            drives: n as u16,
+        };
+        Ok(ExtentWriter {
+            client: self,
+            partition,
+            live,
+            codec,
+            data_id: rand::random(),
+            geometry,
+            missing,
+            group: 0,
+            buf: Vec::with_capacity(group_bytes(&geometry)),
+            size: 0,
+        })
     }
 
     /// Stores `body` under `bucket/key`; resolves once any gateway's read sees it.
@@ -197,31 +306,41 @@ impl ClusterClient {
         body: &[u8],
         headers: Vec<(String, String)>,
     ) -> Result<(u64, String), ClusterIoError> {
-        let t = self.topology();
-        let partition = t.keyspace.partition_of(bucket, key);
-        let (t, live, n) = self.live_set(partition)?;
         let etag = format!("\"{}\"", hex::encode(Md5::digest(body)));
         let data = if body.len() <= INLINE_BYTES_MAX {
+            self.check_available(bucket, key)?;
             DataLayout::Inline(body.to_vec())
         } else {
-            DataLayout::Extents(vec![self.write_extent(&t, partition, &live, body).await?])
+            let mut w = self.writer(bucket, key)?;
+            w.push(body).await?;
+            DataLayout::Extents(vec![w.finish().await?])
         };
         let info = ObjectInfo {
             size: body.len() as u64,
             etag: etag.clone(),
-            modified_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            modified_ms: now_ms(),
             headers,
             data,
             parts: vec![],
         };
-        let rec = MetaRecord {
-            version: 0,
-            entry: MetaEntry::Object { bucket: bucket.into(), key: key.into(), object: Some(info) },
-        };
-        let position = self.commit(partition, key, &rec, &live, n).await?;
+        let position = self.commit_object(bucket, key, Some(info)).await?;
         Ok((position, etag))
+    }
+
+    /// Commits `bucket/key` as `object` (`None`: deleted) and waits until a write
+    /// quorum of its set applied it. Returns the log position.
+    pub async fn commit_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        object: Option<ObjectInfo>,
+    ) -> Result<u64, ClusterIoError> {
+        let t = self.topology();
+        let partition = t.keyspace.partition_of(bucket, key);
+        let (_, live, n) = self.live_set(partition)?;
+        let rec =
+            MetaRecord { version: 0, entry: MetaEntry::Object { bucket: bucket.into(), key: key.into(), object } };
+        self.commit(partition, key, &rec, &live, n).await
     }
 
     /// Appends the record and waits for a write quorum of the set to apply it.
@@ -233,8 +352,8 @@ impl ClusterClient {
         live: &[LiveSlot],
         n: usize,
     ) -> Result<u64, ClusterIoError> {
-        let position = self
-            .appender
+        let appender = self.appender.as_ref().ok_or_else(|| ClusterIoError::Log("this client cannot commit".into()))?;
+        let position = appender
             .append(partition, key.as_bytes().to_vec(), meta::encode(rec))
             .await
             .map_err(|e| ClusterIoError::Log(e.to_string()))?;
@@ -250,96 +369,8 @@ impl ClusterClient {
         Ok(position)
     }
 
-    async fn write_extent(
-        &self,
-        t: &Topology,
-        partition: u32,
-        live: &[LiveSlot],
-        body: &[u8],
-    ) -> Result<Extent, ClusterIoError> {
-        let (k, m) = (t.k, t.m);
-        let n = k + m;
-        let mut codec =
-            new_codec(CodecKind::ReedSolomonSimd, k, m).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
-        let data_id: u128 = rand::random();
-        let stripe_bytes = k * CHUNK_BYTES;
-        let stripes = body.len().div_ceil(stripe_bytes);
-        let mut missing: u64 = 0;
-        for s in 0..n {
-            if !live.iter().any(|l| l.0 == s) {
-                missing |= 1 << s;
-            }
-        }
-        for group in 0..stripes.div_ceil(GROUP_STRIPES) {
-            let first = group * GROUP_STRIPES;
-            let last = (first + GROUP_STRIPES).min(stripes);
-            let mut pieces: Vec<Vec<u8>> = vec![Vec::with_capacity((last - first) * CHUNK_BYTES); n];
-            for stripe in first..last {
-                let start = stripe * stripe_bytes;
-                let end = (start + stripe_bytes).min(body.len());
-                // Shard length: the stripe's bytes over k, even (the codec's alignment).
-                let shard = (end - start).div_ceil(k).next_multiple_of(2);
-                let mut shards: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; shard]).collect();
-                for (i, sh) in shards.iter_mut().take(k).enumerate() {
-                    let a = (start + i * shard).min(end);
-                    let b = (a + shard).min(end);
-                    sh[..b - a].copy_from_slice(&body[a..b]);
-                }
-                let (data, parity) = shards.split_at_mut(k);
-                let data_refs: Vec<&[u8]> = data.iter().map(|v| v.as_slice()).collect();
-                let mut parity_refs: Vec<&mut [u8]> = parity.iter_mut().map(|v| v.as_mut_slice()).collect();
-                codec.encode(&data_refs, &mut parity_refs).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
-                for (slot, sh) in shards.into_iter().enumerate() {
-                    pieces[slot].extend_from_slice(&sh);
-                }
-            }
-            let requests: Vec<_> = live
-                .iter()
-                .map(|(slot, addr, drive)| {
-                    let req = Request::Put {
-                        drive: *drive,
-                        key: ShardKey { partition, object: data_id, piece: (group as u32) << 8 | *slot as u32 },
-                        data: std::mem::take(&mut pieces[*slot]),
-                    };
-                    (*slot, *addr, req)
-                })
-                .collect();
-            let writes = requests.iter().map(|(slot, addr, req)| async move { (*slot, self.call(*addr, req).await) });
-            let results = join_all(writes).await;
-            let mut ok = 0;
-            for (slot, r) in results {
-                match r {
-                    Ok(Reply::Ok) => ok += 1,
-                    other => {
-                        tracing::warn!(partition, slot, result = ?other.map(|_| ()), "piece write failed");
-                        missing |= 1 << slot;
-                    }
-                }
-            }
-            if ok < k {
-                return Err(ClusterIoError::WriteQuorum(format!(
-                    "group {group} of partition {partition}: {ok} pieces durable, {k} needed"
-                )));
-            }
-        }
-        Ok(Extent {
-            data_id,
-            size: body.len() as u64,
-            geometry: Geometry {
-                k: k as u8,
-                m: m as u8,
-                codec: 0,
-                chunk_bytes: CHUNK_BYTES as u32,
-                group_stripes: GROUP_STRIPES as u32,
-                first_drive: 0,
-                drives: n as u16,
-            },
-            missing_slots: missing,
-        })
-    }
-
     /// The newest applied record of `bucket/key` from a read quorum of the set.
-    async fn newest(&self, bucket: &str, key: &str) -> Result<Option<(u64, MetaRecord)>, ClusterIoError> {
+    async fn newest(&self, bucket: &str, key: &str) -> Result<Option<MetaRecord>, ClusterIoError> {
         let t = self.topology();
         let partition = t.keyspace.partition_of(bucket, key);
         let (_, live, n) = self.live_set(partition)?;
@@ -362,23 +393,27 @@ impl ClusterClient {
         if answered < r {
             return Err(ClusterIoError::ReadQuorum(format!("{answered} of {n} nodes answered, {r} needed")));
         }
-        Ok(best.map(|b| (b.version, b)))
+        Ok(best)
+    }
+
+    /// The current version of `bucket/key` and its log position; `None` when it
+    /// does not exist (or was deleted).
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<(u64, ObjectInfo)>, ClusterIoError> {
+        let Some(rec) = self.newest(bucket, key).await? else { return Ok(None) };
+        match rec.entry {
+            MetaEntry::Object { object: Some(info), .. } => Ok(Some((rec.version, info))),
+            _ => Ok(None),
+        }
     }
 
     /// Reads `bucket/key` whole; `None` when it does not exist (or was deleted).
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Option<Found>, ClusterIoError> {
-        let Some((position, rec)) = self.newest(bucket, key).await? else { return Ok(None) };
-        let MetaEntry::Object { object: Some(info), .. } = rec.entry else { return Ok(None) };
+        let Some((position, info)) = self.head(bucket, key).await? else { return Ok(None) };
         let body = match &info.data {
             DataLayout::Inline(d) => d.clone(),
-            DataLayout::Extents(extents) => {
-                let t = self.topology();
-                let partition = t.keyspace.partition_of(bucket, key);
-                let mut out = Vec::with_capacity(info.size as usize);
-                for e in extents {
-                    self.read_extent(&t, partition, e, &mut out).await?;
-                }
-                out
+            DataLayout::Extents(_) => {
+                let partition = self.topology().keyspace.partition_of(bucket, key);
+                self.read_range(partition, &info, 0, info.size).await?
             }
         };
         if body.len() as u64 != info.size {
@@ -391,103 +426,374 @@ impl ClusterClient {
         Ok(Some(Found { position, info, body }))
     }
 
-    async fn read_extent(
+    /// Bytes `start..end` of an object stored in extents (they may span extents).
+    pub async fn read_range(
         &self,
-        t: &Topology,
+        partition: u32,
+        info: &ObjectInfo,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, ClusterIoError> {
+        let DataLayout::Extents(extents) = &info.data else {
+            return Err(ClusterIoError::Unreadable("not an object in extents".into()));
+        };
+        let mut out = Vec::with_capacity((end - start) as usize);
+        let mut base = 0u64;
+        for e in extents {
+            let (a, b) = (start.max(base), end.min(base + e.size));
+            if a < b {
+                let mut pos = a - base;
+                while pos < b - base {
+                    let group_end = (pos / group_bytes(&e.geometry) as u64 + 1) * group_bytes(&e.geometry) as u64;
+                    let upto = group_end.min(b - base);
+                    self.read_span(partition, e, pos, upto, &mut out).await?;
+                    pos = upto;
+                }
+            }
+            base += e.size;
+        }
+        Ok(out)
+    }
+
+    /// Bytes `start..end` of extent `e`, within one group: only the stripes they
+    /// touch, from the data slots when they answer, else decoded from parity.
+    pub async fn read_span(
+        &self,
         partition: u32,
         e: &Extent,
+        start: u64,
+        end: u64,
         out: &mut Vec<u8>,
     ) -> Result<(), ClusterIoError> {
         let g = e.geometry;
         let (k, m) = (g.k as usize, g.m as usize);
         let n = k + m;
+        let t = self.topology();
         let set = t.set(partition)?;
         let chunk = g.chunk_bytes as usize;
-        let stripe_bytes = k * chunk;
+        let stripe_bytes = (k * chunk) as u64;
         let size = e.size as usize;
-        let stripes = size.div_ceil(stripe_bytes);
+        let gs = g.group_stripes as u64;
+        let (s0, s1) = (start / stripe_bytes, (end - 1) / stripe_bytes);
+        let group = (s0 / gs) as usize;
+        debug_assert_eq!(group, (s1 / gs) as usize, "a span stays in one group");
+        let first = group as u64 * gs;
+        // Every stripe before the object's last is full (shards of `chunk`).
+        let stripe_len = |s: u64| ((s + 1) * stripe_bytes).min(size as u64) - s * stripe_bytes;
+        let offset = ((s0 - first) as usize) * chunk;
+        let len: usize = (s0..=s1).map(|s| shard_len(stripe_len(s) as usize, k)).sum();
+        // Data slots first, then parity, then slots the write missed (a repair may
+        // have rebuilt them since); a missing or corrupt piece moves on to the next.
+        let alive: Vec<_> = set.iter().filter(|s| s.3 && !self.suspected(&s.1)).map(|s| (s.0, s.1, s.2)).collect();
+        let missed = |slot: usize| e.missing_slots & (1 << slot) != 0;
+        let mut order: Vec<LiveSlot> = alive.iter().filter(|s| s.0 < k && !missed(s.0)).copied().collect();
+        order.extend(alive.iter().filter(|s| s.0 >= k && !missed(s.0)).copied());
+        order.extend(alive.iter().filter(|s| missed(s.0)).copied());
+        if alive.len() < k {
+            return Err(ClusterIoError::Unavailable { partition, live: alive.len(), n, need: k });
+        }
+        let mut pieces: Vec<Option<Vec<u8>>> = vec![None; n];
+        let mut next = 0;
+        loop {
+            let have = pieces.iter().filter(|p| p.is_some()).count();
+            if have >= k || next >= order.len() {
+                break;
+            }
+            let take = (k - have).min(order.len() - next);
+            let batch = &order[next..next + take];
+            next += take;
+            let reads = batch.iter().map(|(slot, addr, drive)| {
+                let req = Request::Get {
+                    drive: *drive,
+                    key: piece_key(partition, e.data_id, group, *slot),
+                    offset: offset as u64,
+                    len: len as u64,
+                };
+                async move { (*slot, self.call(*addr, &req).await) }
+            });
+            for (slot, r) in join_all(reads).await {
+                match r {
+                    Ok(Reply::Data(d)) if d.len() == len => pieces[slot] = Some(d),
+                    other => tracing::debug!(partition, slot, result = ?other.map(|_| ()), "piece unreadable"),
+                }
+            }
+        }
+        let have = pieces.iter().filter(|p| p.is_some()).count();
+        if have < k {
+            return Err(ClusterIoError::Unreadable(format!(
+                "group {group} of partition {partition}: {have} pieces readable, {k} needed"
+            )));
+        }
         let mut codec =
             new_codec(CodecKind::ReedSolomonSimd, k, m).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
-        for group in 0..stripes.div_ceil(g.group_stripes as usize) {
-            let first = group * g.group_stripes as usize;
-            let last = (first + g.group_stripes as usize).min(stripes);
-            // Data slots first; parity only for what is missing.
-            let usable: Vec<_> =
-                set.iter().filter(|s| s.3 && e.missing_slots & (1 << s.0) == 0).map(|s| (s.0, s.1, s.2)).collect();
-            let mut pieces: Vec<Option<Vec<u8>>> = vec![None; n];
-            let mut wanted: Vec<_> = usable.iter().filter(|s| s.0 < k).copied().collect();
-            let mut spare: Vec<_> = usable.iter().filter(|s| s.0 >= k).copied().collect();
-            loop {
-                let reads = wanted.iter().map(|(slot, addr, drive)| {
-                    let req = Request::Get {
-                        drive: *drive,
-                        key: ShardKey { partition, object: e.data_id, piece: (group as u32) << 8 | *slot as u32 },
-                        offset: 0,
-                        len: TO_END,
-                    };
-                    async move { (*slot, self.call(*addr, &req).await) }
-                });
-                for (slot, r) in join_all(reads).await {
-                    // Anything else (missing, corrupt, node gone) leaves the slot to parity.
-                    if let Ok(Reply::Data(d)) = r {
-                        pieces[slot] = Some(d);
+        let mut at = 0;
+        for s in s0..=s1 {
+            let sl = stripe_len(s) as usize;
+            let shard = shard_len(sl, k);
+            let present: Vec<bool> = pieces.iter().map(Option::is_some).collect();
+            let mut data = vec![0u8; shard * k];
+            if present.iter().take(k).all(|p| *p) {
+                for (i, d) in data.chunks_mut(shard).enumerate() {
+                    d.copy_from_slice(&pieces[i].as_ref().expect("present")[at..at + shard]);
+                }
+            } else {
+                let mut shards: Vec<Vec<u8>> = pieces
+                    .iter()
+                    .map(|p| p.as_ref().map_or_else(|| vec![0u8; shard], |p| p[at..at + shard].to_vec()))
+                    .collect();
+                let mut refs: Vec<&mut [u8]> = shards.iter_mut().map(|s| s.as_mut_slice()).collect();
+                codec.reconstruct_data(&mut refs, &present).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
+                for (i, d) in data.chunks_mut(shard).enumerate() {
+                    d.copy_from_slice(&shards[i]);
+                }
+            }
+            // The stripe's bytes, cut to the span.
+            let base = s * stripe_bytes;
+            let a = start.max(base) - base;
+            let b = end.min(base + sl as u64) - base;
+            out.extend_from_slice(&data[a as usize..b as usize]);
+            at += shard;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds `slot`'s piece of `group` from the other slots (a repair): every
+    /// stripe of the group decoded and re-encoded. `None` when fewer than `k` other
+    /// pieces are readable now.
+    pub async fn rebuild_piece(
+        &self,
+        partition: u32,
+        e: &Extent,
+        group: usize,
+        slot: usize,
+    ) -> Result<Vec<u8>, ClusterIoError> {
+        let g = e.geometry;
+        let (k, m) = (g.k as usize, g.m as usize);
+        let n = k + m;
+        let gb = group_bytes(&g) as u64;
+        let start = group as u64 * gb;
+        let end = (start + gb).min(e.size);
+        let mut data = Vec::with_capacity((end - start) as usize);
+        self.read_span(partition, e, start, end, &mut data).await?;
+        let mut codec =
+            new_codec(CodecKind::ReedSolomonSimd, k, m).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
+        let stripe_bytes = k * g.chunk_bytes as usize;
+        let mut piece = Vec::new();
+        for stripe in data.chunks(stripe_bytes) {
+            let shards = encode_stripe(&mut *codec, stripe, k, n)?;
+            piece.extend_from_slice(&shards[slot]);
+        }
+        Ok(piece)
+    }
+
+    /// Deletes `bucket/key` (a deletion record, ordered like any write).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<u64, ClusterIoError> {
+        self.commit_object(bucket, key, None).await
+    }
+
+    /// One partition's listing from a read quorum of its set, merged: per key the
+    /// highest version (deletions included). `bound`: entries past it are unknown
+    /// (some node's answer was cut at `limit`).
+    async fn list_partition(
+        &self,
+        partition: u32,
+        bucket: &str,
+        prefix: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<(Vec<Listed>, Option<String>), ClusterIoError> {
+        let (_, live, n) = self.live_set(partition)?;
+        let (_, r) = quorums(n);
+        let req = Request::MetaList {
+            partition,
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            start_after: after.into(),
+            limit,
+        };
+        let answers = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, &req))).await;
+        let mut answered = 0;
+        let mut bound: Option<String> = None;
+        let mut merged: std::collections::BTreeMap<String, Listed> = Default::default();
+        for a in answers {
+            let Ok(Reply::Listing { entries, .. }) = a else { continue };
+            answered += 1;
+            if entries.len() >= limit as usize {
+                let last = entries.last().expect("limit > 0").key.clone();
+                if bound.as_ref().is_none_or(|b| last < *b) {
+                    bound = Some(last);
+                }
+            }
+            for e in entries {
+                match merged.get(&e.key) {
+                    Some(have) if have.version >= e.version => {}
+                    _ => {
+                        merged.insert(e.key.clone(), e);
                     }
                 }
-                let have = pieces.iter().filter(|p| p.is_some()).count();
-                if have >= k || spare.is_empty() {
-                    break;
-                }
-                let more = (k - have).min(spare.len());
-                wanted = spare.drain(..more).collect();
             }
-            let have = pieces.iter().filter(|p| p.is_some()).count();
-            if have < k {
-                return Err(ClusterIoError::Unreadable(format!(
-                    "group {group} of partition {partition}: {have} pieces readable, {k} needed"
-                )));
+        }
+        if answered < r {
+            return Err(ClusterIoError::ReadQuorum(format!(
+                "listing partition {partition}: {answered} of {n} nodes answered, {r} needed"
+            )));
+        }
+        let entries = merged.into_values().filter(|e| bound.as_ref().is_none_or(|b| e.key <= *b)).collect();
+        Ok((entries, bound))
+    }
+
+    /// Live objects of `bucket` under `prefix` after `after`, in key order, from
+    /// every partition: at least `want` when there are that many (a little more at
+    /// times), and whether more may follow.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &str,
+        want: usize,
+    ) -> Result<(Vec<Listed>, bool), ClusterIoError> {
+        let partitions = self.topology().keyspace.partitions;
+        let limit = (want.clamp(1, LIST_BATCH_MAX)) as u32;
+        let mut out = Vec::new();
+        let mut cursor = after.to_string();
+        loop {
+            let answers =
+                join_all((0..partitions).map(|p| self.list_partition(p, bucket, prefix, &cursor, limit))).await;
+            let mut bound: Option<String> = None;
+            let mut batch = Vec::new();
+            for a in answers {
+                let (entries, b) = a?;
+                if let Some(b) = b {
+                    if bound.as_ref().is_none_or(|have| b < *have) {
+                        bound = Some(b);
+                    }
+                }
+                batch.extend(entries);
             }
-            // Walk the group's stripes; each slot's piece is the concatenation of its shards.
-            let mut offset_in_piece = 0;
-            for stripe in first..last {
-                let start = stripe * stripe_bytes;
-                let end = (start + stripe_bytes).min(size);
-                let shard = (end - start).div_ceil(k).next_multiple_of(2);
-                let present: Vec<bool> =
-                    pieces.iter().map(|p| p.as_ref().is_some_and(|p| p.len() >= offset_in_piece + shard)).collect();
-                let mut shards: Vec<Vec<u8>> = (0..n)
-                    .map(|i| match (&pieces[i], present[i]) {
-                        (Some(p), true) => p[offset_in_piece..offset_in_piece + shard].to_vec(),
-                        _ => vec![0u8; shard],
-                    })
-                    .collect();
-                if present.iter().take(k).any(|p| !p) {
-                    let mut refs: Vec<&mut [u8]> = shards.iter_mut().map(|s| s.as_mut_slice()).collect();
-                    codec
-                        .reconstruct_data(&mut refs, &present)
-                        .map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
-                }
-                let mut remaining = end - start;
-                for sh in shards.iter().take(k) {
-                    let take = remaining.min(shard);
-                    out.extend_from_slice(&sh[..take]);
-                    remaining -= take;
-                }
-                offset_in_piece += shard;
+            batch.retain(|e| bound.as_ref().is_none_or(|b| e.key <= *b));
+            batch.sort_by(|a, b| a.key.cmp(&b.key));
+            out.extend(batch.into_iter().filter(|e| e.live));
+            match bound {
+                None => return Ok((out, false)),
+                Some(_) if out.len() >= want => return Ok((out, true)),
+                Some(b) => cursor = b,
+            }
+        }
+    }
+}
+
+/// Entries a listing asks of each node at once.
+const LIST_BATCH_MAX: usize = 1000;
+
+/// Codes one stripe of data (at most `k × chunk` bytes) into `n` shards.
+fn encode_stripe(
+    codec: &mut dyn tessera_engine::erasure::ErasureCodec,
+    stripe: &[u8],
+    k: usize,
+    n: usize,
+) -> Result<Vec<Vec<u8>>, ClusterIoError> {
+    let shard = shard_len(stripe.len(), k);
+    let mut shards: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; shard]).collect();
+    for (i, sh) in shards.iter_mut().take(k).enumerate() {
+        let a = (i * shard).min(stripe.len());
+        let b = (a + shard).min(stripe.len());
+        sh[..b - a].copy_from_slice(&stripe[a..b]);
+    }
+    let (data, parity) = shards.split_at_mut(k);
+    let data_refs: Vec<&[u8]> = data.iter().map(|v| v.as_slice()).collect();
+    let mut parity_refs: Vec<&mut [u8]> = parity.iter_mut().map(|v| v.as_mut_slice()).collect();
+    codec.encode(&data_refs, &mut parity_refs).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
+    Ok(shards)
+}
+
+/// Writes one extent group by group as its bytes arrive: a group (`k` × 1 MiB)
+/// is coded and its pieces written to the set once full; a group needs `k`
+/// durable pieces. Memory: one group.
+pub struct ExtentWriter<'a> {
+    client: &'a ClusterClient,
+    partition: u32,
+    live: Vec<LiveSlot>,
+    codec: tessera_engine::erasure::BoxedCodec,
+    data_id: u128,
+    geometry: Geometry,
+    missing: u64,
+    group: usize,
+    buf: Vec<u8>,
+    size: u64,
+}
+
+impl ExtentWriter<'_> {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub async fn push(&mut self, mut data: &[u8]) -> Result<(), ClusterIoError> {
+        let gb = group_bytes(&self.geometry);
+        while !data.is_empty() {
+            let take = (gb - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            self.size += take as u64;
+            if self.buf.len() == gb {
+                self.flush().await?;
             }
         }
         Ok(())
     }
 
-    /// Deletes `bucket/key` (a deletion record, ordered like any write).
-    pub async fn delete(&self, bucket: &str, key: &str) -> Result<u64, ClusterIoError> {
-        let t = self.topology();
-        let partition = t.keyspace.partition_of(bucket, key);
-        let (_, live, n) = self.live_set(partition)?;
-        let rec = MetaRecord {
-            version: 0,
-            entry: MetaEntry::Object { bucket: bucket.into(), key: key.into(), object: None },
-        };
-        self.commit(partition, key, &rec, &live, n).await
+    async fn flush(&mut self) -> Result<(), ClusterIoError> {
+        let (k, n) = (self.geometry.k as usize, (self.geometry.k + self.geometry.m) as usize);
+        let stripe_bytes = k * self.geometry.chunk_bytes as usize;
+        let mut pieces: Vec<Vec<u8>> = vec![Vec::with_capacity(self.buf.len().div_ceil(k) + 2); n];
+        for stripe in self.buf.chunks(stripe_bytes) {
+            for (slot, sh) in encode_stripe(&mut *self.codec, stripe, k, n)?.into_iter().enumerate() {
+                pieces[slot].extend_from_slice(&sh);
+            }
+        }
+        self.buf.clear();
+        let (partition, data_id, group) = (self.partition, self.data_id, self.group);
+        let requests: Vec<_> = self
+            .live
+            .iter()
+            .map(|(slot, addr, drive)| {
+                let req = Request::Put {
+                    drive: *drive,
+                    key: piece_key(partition, data_id, group, *slot),
+                    data: std::mem::take(&mut pieces[*slot]),
+                };
+                (*slot, *addr, req)
+            })
+            .collect();
+        let client = self.client;
+        let writes = requests.iter().map(|(slot, addr, req)| async move { (*slot, client.call(*addr, req).await) });
+        let mut ok = 0;
+        for (slot, r) in join_all(writes).await {
+            match r {
+                Ok(Reply::Ok) => ok += 1,
+                other => {
+                    tracing::warn!(partition, slot, result = ?other.map(|_| ()), "piece write failed");
+                    self.missing |= 1 << slot;
+                }
+            }
+        }
+        // Slots that failed once are not written again in this extent: its record
+        // names them missing for every group.
+        self.live.retain(|(slot, _, _)| self.missing & (1 << slot) == 0);
+        self.group += 1;
+        if ok < k {
+            return Err(ClusterIoError::WriteQuorum(format!(
+                "group {group} of partition {partition}: {ok} pieces durable, {k} needed"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and returns the extent for the commit record.
+    pub async fn finish(mut self) -> Result<Extent, ClusterIoError> {
+        if !self.buf.is_empty() {
+            self.flush().await?;
+        }
+        Ok(Extent { data_id: self.data_id, size: self.size, geometry: self.geometry, missing_slots: self.missing })
     }
 }
 

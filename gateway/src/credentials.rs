@@ -32,7 +32,7 @@ pub enum Source {
     Generated,
 }
 
-fn check(access: &str, secret: &str) -> Result<(), String> {
+pub fn check(access: &str, secret: &str) -> Result<(), String> {
     if !ACCESS_KEY_BYTES_RANGE.contains(&access.len()) || !access.chars().all(|c| c.is_ascii_graphic()) {
         return Err(format!("access key must be {ACCESS_KEY_BYTES_RANGE:?} printable ASCII characters"));
     }

@@ -3,11 +3,13 @@
 //! in Kafka.
 pub mod cluster;
 pub mod cluster_client;
+pub mod cluster_gateway;
 pub mod credentials;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod node;
+pub mod repair;
 pub mod s3;
 pub mod server;
 pub mod sigv4;

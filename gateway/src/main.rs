@@ -1,6 +1,6 @@
 //! `tessera`: one binary for every role: the embedded S3 server, the cluster's
-//! topology commands and storage node; the cluster gateway and the key-value client
-//! join it in later milestones (README.md).
+//! topology commands, storage node and S3 gateway; the key-value client joins it
+//! in a later milestone (README.md).
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,6 +27,38 @@ enum Command {
     /// etcd under a lease. The cluster secret comes from TESSERA_CLUSTER_SECRET or
     /// --secret-file.
     Node(NodeArgs),
+    /// Cluster S3 gateway: stateless, any number of them; objects on the cluster's
+    /// nodes, commits through Kafka, buckets in etcd. S3 keys come from
+    /// TESSERA_ACCESS_KEY / TESSERA_SECRET_KEY, the cluster secret from
+    /// TESSERA_CLUSTER_SECRET or --secret-file.
+    Gateway(GatewayArgs),
+}
+
+#[derive(Parser)]
+struct GatewayArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// Kafka bootstrap brokers, comma-separated HOST:PORT: the commit log.
+    #[arg(long, env = "TESSERA_KAFKA")]
+    kafka: String,
+    /// S3 listen address.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: std::net::SocketAddr,
+    /// File holding the cluster secret (instead of TESSERA_CLUSTER_SECRET).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Executors (one per core). Default: every online CPU.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Do not pin executors to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// DMA memory per core that glommio registers with io_uring (bytes).
+    #[arg(long, default_value_t = 4 << 20)]
+    io_memory: usize,
+    /// Domain for virtual-hosted-style requests (`bucket.<domain>`); path style always works.
+    #[arg(long)]
+    vhost_domain: Option<String>,
 }
 
 #[derive(Parser)]
@@ -267,6 +299,19 @@ fn main() -> ExitCode {
             segment_mib: a.segment_mib,
             lease_secs: a.lease_secs,
         }),
+        Command::Gateway(a) => {
+            tessera_gateway::cluster_gateway::run(tessera_gateway::cluster_gateway::GatewayOptions {
+                etcd: a.etcd.etcd,
+                kafka: a.kafka,
+                cluster: a.etcd.cluster,
+                listen: a.listen,
+                secret_file: a.secret_file,
+                cores: a.cores,
+                pin: !a.no_pin,
+                io_memory_bytes: a.io_memory,
+                vhost_domain: a.vhost_domain,
+            })
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -48,6 +48,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES_MAX: usize = 1 << 20;
 /// How often the control thread checks that its lease is still held.
 const LEASE_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// The repair workers' topology is refreshed every this many lease checks.
+const TOPOLOGY_EVERY_TICKS: u64 = 4;
 
 pub struct NodeOptions {
     pub etcd: String,
@@ -192,7 +194,7 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     let handle = rt.handle();
-    let shared = Arc::new(NodeShared { secret, drives: drives.len(), partitions: config.partitions });
+    let shared = Arc::new(NodeShared { secret: secret.clone(), drives: drives.len(), partitions: config.partitions });
     for core in 0..handle.cores() {
         let shared = shared.clone();
         let listen = opts.listen;
@@ -302,6 +304,7 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
     // TTL) taken again as soon as etcd answers; and, once a placement names this
     // node, the log of its partitions consumed by the cores that own them.
     let mut consumers_started = false;
+    let mut ticks: u64 = 0;
     let sig = control.block_on(async {
         loop {
             if !consumers_started {
@@ -310,7 +313,11 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
                         let mine: Vec<u32> = (0..p.sets.len() as u32)
                             .filter(|part| p.sets[*part as usize].iter().any(|slot| slot.node == member.id))
                             .collect();
-                        match start_consumers(&handle, &log, &mine, drives.len()).await {
+                        let started = match push_repair_topology(&mut etcd, &handle, &member.id, &secret).await {
+                            Ok(()) => start_consumers(&handle, &log, &mine, drives.len()).await,
+                            Err(e) => Err(format!("repairs: {e}")),
+                        };
+                        match started {
                             Ok(()) => {
                                 consumers_started = true;
                                 println!(
@@ -329,6 +336,12 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
             tokio::select! {
                 sig = stop_rx.recv_async() => return sig.ok(),
                 () = tokio::time::sleep(LEASE_CHECK_EVERY) => {}
+            }
+            ticks += 1;
+            if consumers_started && ticks.is_multiple_of(TOPOLOGY_EVERY_TICKS) {
+                if let Err(e) = push_repair_topology(&mut etcd, &handle, &member.id, &secret).await {
+                    tracing::warn!(error = %e, "cannot refresh the topology");
+                }
             }
             if alive.lost() {
                 tracing::warn!("liveness lease lost; registering again");
@@ -350,6 +363,24 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
     rt.stop().map_err(|e| e.to_string())?;
     log.stop();
     println!("stopped");
+    Ok(())
+}
+
+/// Hands the topology to every core's repair worker (started on the first call).
+async fn push_repair_topology(
+    etcd: &mut Cluster,
+    handle: &tessera_engine::runtime::RuntimeHandle,
+    id: &str,
+    secret: &[u8],
+) -> Result<(), String> {
+    let t = etcd.topology().await.map_err(|e| e.to_string())?;
+    for core in 0..handle.cores() {
+        let (t, id, secret) = (t.clone(), id.to_string(), secret.to_vec());
+        handle
+            .submit(core, move |cx| async move { crate::repair::configure(&cx, t, &id, secret) })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 
@@ -761,6 +792,7 @@ async fn apply_one(cx: &Rc<CoreCx>, core: &NodeCore, drives: usize, d: Delivered
                 glommio::timer::sleep(APPLY_RETRY).await;
             }
             core.index.borrow_mut().commit(p);
+            crate::repair::consider(d.partition, &d.payload);
         }
     }
     wake_waiters(core, d.partition);
@@ -829,7 +861,7 @@ async fn handle_meta(cx: &Rc<CoreCx>, drives: usize, req: Request) -> Result<Rep
         Request::MetaList { partition, bucket, prefix, start_after, limit } => {
             let index = core.index.borrow();
             let entries = index
-                .list_objects(partition, &bucket, &prefix, &start_after, limit.min(META_LIST_MAX) as usize)
+                .list_objects(partition, &bucket, &prefix, &start_after, limit.min(META_LIST_MAX) as usize, true)
                 .into_iter()
                 .map(|(key, s)| wire::Listed {
                     key,
@@ -837,6 +869,7 @@ async fn handle_meta(cx: &Rc<CoreCx>, drives: usize, req: Request) -> Result<Rep
                     size: s.size,
                     etag: s.etag,
                     modified_ms: s.modified_ms,
+                    live: s.live,
                 })
                 .collect();
             Ok(Reply::Listing { applied: index.applied(partition), entries })

@@ -37,7 +37,8 @@ pub struct ServerOptions {
 /// What every core's gateway shares (read-only after start, plus the ready flag).
 pub struct Shared {
     pub credentials: Credentials,
-    pub deployment: Deployment,
+    /// The embedded deployment; `None` in a cluster gateway.
+    pub deployment: Option<Deployment>,
     pub vhost_domain: Option<String>,
     pub ready: AtomicBool,
     pub address: SocketAddr,
@@ -163,7 +164,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
     }
     let shared = Arc::new(Shared {
         credentials: creds.clone(),
-        deployment: dep.clone(),
+        deployment: Some(dep.clone()),
         vhost_domain: opts.vhost_domain.clone(),
         ready: AtomicBool::new(false),
         address: opts.address,
@@ -176,7 +177,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
     for core in 0..gateway_cores {
         let shared = shared.clone();
         let r = handle
-            .submit_blocking(core, move |cx| async move { crate::s3::service::start(cx, shared) })
+            .submit_blocking(core, move |cx| async move { crate::s3::service::start(cx, shared, None) })
             .map_err(|e| e.to_string())?;
         if let Err(e) = r {
             let _ = rt.stop();

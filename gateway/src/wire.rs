@@ -235,7 +235,7 @@ pub enum Request {
         position: u64,
         timeout_ms: u32,
     },
-    /// Live objects of a bucket in one partition, in key order.
+    /// Objects of a bucket in one partition, in key order, deletions included.
     MetaList {
         partition: u32,
         bucket: String,
@@ -253,6 +253,9 @@ pub struct Listed {
     pub size: u64,
     pub etag: String,
     pub modified_ms: i64,
+    /// False for a deletion: a reader merging several nodes' answers needs it to
+    /// tell a deleted key from one a stale node still has.
+    pub live: bool,
 }
 
 /// What a node answers.
@@ -537,6 +540,7 @@ impl Reply {
                     b.extend_from_slice(&e.size.to_le_bytes());
                     put_str(&mut b, &e.etag);
                     b.extend_from_slice(&e.modified_ms.to_le_bytes());
+                    b.push(e.live as u8);
                 }
                 (Op::Listing, b)
             }
@@ -611,6 +615,7 @@ impl Reply {
                         size: c.u64()?,
                         etag: c.str()?,
                         modified_ms: c.i64()?,
+                        live: c.u8()? != 0,
                     });
                 }
                 c.end()?;
@@ -866,7 +871,14 @@ mod tests {
             Reply::Listing { applied: Some(3), entries: vec![] },
             Reply::Listing {
                 applied: None,
-                entries: vec![Listed { key: "a".into(), version: 1, size: 2, etag: "\"e\"".into(), modified_ms: -4 }],
+                entries: vec![Listed {
+                    key: "a".into(),
+                    version: 1,
+                    size: 2,
+                    etag: "\"e\"".into(),
+                    modified_ms: -4,
+                    live: true,
+                }],
             },
         ] {
             let (h, body) = r.clone().encode(9);

@@ -1,6 +1,7 @@
 //! Bucket handlers and listings. The bucket catalogue's owner is core 0; every
 //! core holds a copy, updated before a create or delete is acknowledged, so any
-//! core answers "does this bucket exist" from its own memory.
+//! core answers "does this bucket exist" from its own memory. A cluster gateway
+//! keeps the catalogue in etcd and lists over every partition ([`super::cluster`]).
 use std::rc::Rc;
 
 use http::StatusCode;
@@ -29,6 +30,12 @@ pub async fn create_bucket(gw: &Rc<Gateway>, req: Req, bucket: &str) -> Result<R
     let body = super::body::read_small(req.body, &req.payload, xml::CREATE_BUCKET_BODY_BYTES_MAX).await?;
     // Any location is accepted: an embedded server is one region.
     let _location = xml::parse_create_bucket_configuration(&body).map_err(S3Error::from)?;
+    if let Some(c) = &gw.cluster {
+        c.create_bucket(bucket).await?;
+        let mut r = Resp::new(StatusCode::OK);
+        r.header("location", &format!("/{bucket}"));
+        return Ok(r);
+    }
     let name = bucket.to_string();
     let created = gw
         .cx
@@ -55,6 +62,10 @@ pub async fn create_bucket(gw: &Rc<Gateway>, req: Req, bucket: &str) -> Result<R
 }
 
 pub async fn delete_bucket(gw: &Rc<Gateway>, bucket: &str) -> Result<Resp, S3Error> {
+    if let Some(c) = &gw.cluster {
+        c.delete_bucket(bucket).await?;
+        return Ok(Resp::new(StatusCode::NO_CONTENT));
+    }
     let cores = gw.cx.handle.cores();
     let set = |deleting: bool| {
         let gw = gw.clone();
@@ -117,26 +128,25 @@ pub async fn delete_bucket(gw: &Rc<Gateway>, bucket: &str) -> Result<Resp, S3Err
     Ok(Resp::new(StatusCode::NO_CONTENT))
 }
 
-pub fn head_bucket(gw: &Rc<Gateway>, bucket: &str) -> Result<Resp, S3Error> {
-    gw.check_bucket(bucket)?;
+pub async fn head_bucket(gw: &Rc<Gateway>, bucket: &str) -> Result<Resp, S3Error> {
+    gw.check_bucket(bucket).await?;
     let mut r = Resp::new(StatusCode::OK);
     r.header("x-amz-bucket-region", "us-east-1");
     Ok(r)
 }
 
-pub fn get_bucket_location(gw: &Rc<Gateway>, bucket: &str) -> Result<Resp, S3Error> {
-    gw.check_bucket(bucket)?;
+pub async fn get_bucket_location(gw: &Rc<Gateway>, bucket: &str) -> Result<Resp, S3Error> {
+    gw.check_bucket(bucket).await?;
     Ok(Resp::xml(StatusCode::OK, xml::location_constraint("us-east-1")))
 }
 
-pub fn list_buckets(gw: &Rc<Gateway>) -> Result<Resp, S3Error> {
-    let buckets = gw
-        .cx
-        .objects()
-        .buckets()
-        .into_iter()
-        .map(|(name, creation_date_ms)| xml::BucketEntry { name, creation_date_ms })
-        .collect();
+pub async fn list_buckets(gw: &Rc<Gateway>) -> Result<Resp, S3Error> {
+    let buckets = match &gw.cluster {
+        Some(c) => c.buckets().await?,
+        None => gw.cx.objects().buckets(),
+    };
+    let buckets =
+        buckets.into_iter().map(|(name, creation_date_ms)| xml::BucketEntry { name, creation_date_ms }).collect();
     let out = xml::ListBucketsOutput { owner: owner(), buckets, continuation_token: None, prefix: None };
     Ok(Resp::xml(StatusCode::OK, xml::list_buckets(&out)))
 }
@@ -155,7 +165,11 @@ async fn list_all_cores(
     after: Option<&str>,
     max: usize,
 ) -> Result<Page, S3Error> {
-    gw.check_bucket(bucket)?;
+    if let Some(c) = &gw.cluster {
+        let (items, truncated) = super::cluster::list(c, bucket, prefix, delimiter, after, max).await?;
+        return Ok(Page { items, truncated });
+    }
+    gw.check_bucket(bucket).await?;
     if max == 0 {
         return Ok(Page { items: vec![], truncated: false });
     }
@@ -329,7 +343,13 @@ fn owner_policy() -> String {
 }
 
 async fn check_target(gw: &Rc<Gateway>, bucket: &str, key: Option<&str>) -> Result<(), S3Error> {
-    gw.check_bucket(bucket)?;
+    if let Some(c) = &gw.cluster {
+        return match key {
+            Some(k) => super::cluster::head(c, bucket, k).await,
+            None => c.check_bucket(bucket).await,
+        };
+    }
+    gw.check_bucket(bucket).await?;
     if let Some(k) = key {
         let (b, k2) = (bucket.to_string(), k.to_string());
         gw.cx

@@ -372,12 +372,29 @@ pub async fn dispatch(
     req: Req,
 ) -> Result<(&'static str, Resp), (&'static str, S3Error)> {
     let op = ep.name();
+    let multipart = matches!(
+        ep,
+        Endpoint::CreateMultipartUpload { .. }
+            | Endpoint::UploadPart { .. }
+            | Endpoint::UploadPartCopy { .. }
+            | Endpoint::CompleteMultipartUpload { .. }
+            | Endpoint::AbortMultipartUpload { .. }
+            | Endpoint::ListParts { .. }
+            | Endpoint::ListMultipartUploads { .. }
+    );
+    if multipart && gw.cluster.is_some() {
+        return Err((
+            op,
+            S3Error::new(S3ErrorCode::NotImplemented)
+                .with_message("multipart uploads are not available in cluster mode yet"),
+        ));
+    }
     let r = match ep {
-        Endpoint::ListBuckets => buckets::list_buckets(gw),
+        Endpoint::ListBuckets => buckets::list_buckets(gw).await,
         Endpoint::CreateBucket { bucket } => buckets::create_bucket(gw, req, &bucket).await,
         Endpoint::DeleteBucket { bucket } => buckets::delete_bucket(gw, &bucket).await,
-        Endpoint::HeadBucket { bucket } => buckets::head_bucket(gw, &bucket),
-        Endpoint::GetBucketLocation { bucket } => buckets::get_bucket_location(gw, &bucket),
+        Endpoint::HeadBucket { bucket } => buckets::head_bucket(gw, &bucket).await,
+        Endpoint::GetBucketLocation { bucket } => buckets::get_bucket_location(gw, &bucket).await,
         Endpoint::ListObjects { bucket } => buckets::list_objects_v1(gw, &req, &bucket).await,
         Endpoint::ListObjectsV2 { bucket } => buckets::list_objects_v2(gw, &req, &bucket).await,
         Endpoint::ListMultipartUploads { bucket } => multipart::list_uploads(gw, &req, &bucket).await,

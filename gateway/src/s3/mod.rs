@@ -2,6 +2,7 @@
 pub mod body;
 pub mod buckets;
 pub mod checksum;
+pub mod cluster;
 pub mod conditional;
 pub mod dispatch;
 pub mod error;

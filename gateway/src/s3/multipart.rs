@@ -248,7 +248,7 @@ pub async fn list_parts(
 }
 
 pub async fn list_uploads(gw: &Rc<Gateway>, req: &Req, bucket: &str) -> Result<Resp, S3Error> {
-    gw.check_bucket(bucket)?;
+    gw.check_bucket(bucket).await?;
     let prefix = req.query("prefix").unwrap_or_default();
     let delimiter = req.query("delimiter").filter(|d| !d.is_empty());
     let key_marker = req.query("key-marker").unwrap_or_default();

@@ -107,9 +107,14 @@ pub async fn put_body(
     let spec_md5 = checksums.content_md5;
     let spec = IngestSpec { payload: req.payload.clone(), decoded_len, content_length, limit, checksums };
     let (tx, rx) = flume::bounded::<BodyMsg>(REQUEST_FRAMES_IN_FLIGHT_MAX);
-    let core = gw.core_of(bucket, key);
     let (b, k) = (bucket.to_string(), key.to_string());
-    let commit = gw.cx.run_on(core, move |cx| owner::put(cx, b, k, target, rx));
+    let commit: std::pin::Pin<Box<dyn std::future::Future<Output = Result<ObjectInfo, S3Error>>>> = match &gw.cluster {
+        Some(c) => Box::pin(super::cluster::put(c.clone(), b, k, target, rx)),
+        None => {
+            let run = gw.cx.run_on(gw.core_of(bucket, key), move |cx| owner::put(cx, b, k, target, rx));
+            Box::pin(async move { run.await.map_err(unavailable)? })
+        }
+    };
     let ingest = async {
         let r = body::pump(req.body, spec, &tx).await;
         match r {
@@ -135,13 +140,37 @@ pub async fn put_body(
         }
     };
     let (committed, ingested) = futures_lite::future::zip(commit, ingest).await;
-    let committed = committed.map_err(|e| S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(e.to_string()));
     match (ingested, committed) {
-        (Ok(sum), Ok(Ok(info))) => Ok((info, sum)),
+        (Ok(sum), Ok(info)) => Ok((info, sum)),
         // The owner's refusal (no such bucket, a failed precondition) is the cause;
         // the body pump only saw the channel close.
-        (_, Ok(Err(e))) | (_, Err(e)) => Err(e),
-        (Err(e), Ok(Ok(_))) => Err(e),
+        (_, Err(e)) => Err(e),
+        (Err(e), Ok(_)) => Err(e),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> S3Error {
+    S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(e.to_string())
+}
+
+/// Looks `bucket/key` up where it lives (its owner core, or the cluster), decides
+/// with `decide` and streams the body into `tx`; see [`owner::read`].
+async fn read_object(
+    gw: &Rc<Gateway>,
+    bucket: &str,
+    key: &str,
+    decide: owner::Decide,
+    tx: Option<flume::Sender<owner::BodyChunk>>,
+    direct: bool,
+) -> Result<(ObjectInfo, ReadPlan, Option<bytes::Bytes>), S3Error> {
+    let (b, k) = (bucket.to_string(), key.to_string());
+    match &gw.cluster {
+        Some(c) => super::cluster::read(c.clone(), b, k, decide, tx, direct).await,
+        None => gw
+            .cx
+            .run_on(gw.core_of(bucket, key), move |cx| owner::read(cx, b, k, decide, tx, direct))
+            .await
+            .map_err(unavailable)?,
     }
 }
 
@@ -326,13 +355,8 @@ pub async fn get_object(
         let (tx, rx) = flume::bounded(RESPONSE_CHUNKS_IN_FLIGHT_MAX);
         (Some(tx), Some(rx))
     };
-    let core = gw.core_of(bucket, key);
-    let (b, k) = (bucket.to_string(), key.to_string());
-    let (info, plan, direct) = gw
-        .cx
-        .run_on(core, move |cx| owner::read(cx, b, k, Box::new(move |info| decide(&inputs, info)), tx, true))
-        .await
-        .map_err(|e| S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(e.to_string()))??;
+    let (info, plan, direct) =
+        read_object(gw, bucket, key, Box::new(move |info| decide(&inputs, info)), tx, true).await?;
     let mut r = Resp::new(StatusCode::from_u16(plan.status).unwrap_or(StatusCode::OK));
     if plan.status == 304 {
         r.header("etag", &info.etag);
@@ -366,6 +390,10 @@ pub async fn get_object(
 }
 
 pub async fn delete_object(gw: &Rc<Gateway>, bucket: &str, key: &str) -> Result<Resp, S3Error> {
+    if let Some(c) = &gw.cluster {
+        super::cluster::delete(c, bucket, key).await?;
+        return Ok(Resp::new(StatusCode::NO_CONTENT));
+    }
     let core = gw.core_of(bucket, key);
     let (b, k) = (bucket.to_string(), key.to_string());
     gw.cx
@@ -378,7 +406,7 @@ pub async fn delete_object(gw: &Rc<Gateway>, bucket: &str, key: &str) -> Result<
 }
 
 pub async fn delete_objects(gw: &Rc<Gateway>, req: Req, bucket: &str) -> Result<Resp, S3Error> {
-    gw.check_bucket(bucket)?;
+    gw.check_bucket(bucket).await?;
     let has_md5 = req.parts.headers.contains_key("content-md5")
         || req
             .parts
@@ -463,7 +491,7 @@ pub async fn copy_object(
              object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
-    gw.check_bucket(bucket)?;
+    gw.check_bucket(bucket).await?;
     // Read the source on its owner, deciding conditions and range against it.
     let req_headers = h.clone();
     let decide_src: owner::Decide = Box::new(move |info: &ObjectInfo| {
@@ -498,13 +526,7 @@ pub async fn copy_object(
         Ok(ReadPlan { status: 200, headers: vec![], segments })
     });
     let (tx, rx) = flume::bounded::<owner::BodyChunk>(RESPONSE_CHUNKS_IN_FLIGHT_MAX);
-    let src_core = gw.core_of(src_bucket, src_key);
-    let (sb, sk) = (src_bucket.to_string(), src_key.to_string());
-    let (src_info, plan, _) = gw
-        .cx
-        .run_on(src_core, move |cx| owner::read(cx, sb, sk, decide_src, Some(tx), false))
-        .await
-        .map_err(|e| S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(e.to_string()))??;
+    let (src_info, plan, _) = read_object(gw, src_bucket, src_key, decide_src, Some(tx), false).await?;
     let len = plan.body_len();
     let headers_to_store = if replace {
         stored_headers(&h)?

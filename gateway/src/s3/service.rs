@@ -23,16 +23,22 @@ pub struct Gateway {
     pub cx: Rc<CoreCx>,
     pub shared: Arc<Shared>,
     pub metrics: RefCell<Metrics>,
+    /// A cluster gateway's backend; `None` in the embedded server.
+    pub cluster: Option<Rc<super::cluster::ClusterCx>>,
     seq: Cell<u64>,
 }
 
 impl Gateway {
     pub fn core_of(&self, bucket: &str, key: &str) -> usize {
-        self.shared.deployment.core_of(bucket, key)
+        self.shared.deployment.as_ref().map_or(self.cx.core, |d| d.core_of(bucket, key))
     }
 
-    /// Whether `bucket` exists, from this core's copy of the catalogue.
-    pub fn check_bucket(&self, bucket: &str) -> Result<(), S3Error> {
+    /// Whether `bucket` exists, from this core's copy of the catalogue (a cluster
+    /// gateway asks etcd when its copy does not have it).
+    pub async fn check_bucket(&self, bucket: &str) -> Result<(), S3Error> {
+        if let Some(c) = &self.cluster {
+            return c.check_bucket(bucket).await;
+        }
         if self.cx.objects().bucket_exists(bucket) {
             Ok(())
         } else {
@@ -145,10 +151,15 @@ impl Resp {
 }
 
 /// Starts this core's S3 listener. Runs on the core.
-pub fn start(cx: Rc<CoreCx>, shared: Arc<Shared>) -> Result<(), String> {
+pub fn start(
+    cx: Rc<CoreCx>,
+    shared: Arc<Shared>,
+    cluster: Option<Rc<super::cluster::ClusterCx>>,
+) -> Result<(), String> {
     let listener = crate::http::bind(shared.address)
         .map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()))?;
-    let gw = Rc::new(Gateway { cx: cx.clone(), shared, metrics: RefCell::new(Metrics::new()), seq: Cell::new(0) });
+    let gw =
+        Rc::new(Gateway { cx: cx.clone(), shared, metrics: RefCell::new(Metrics::new()), cluster, seq: Cell::new(0) });
     let guard = cx.service();
     CORE_GATEWAY.with(|g| *g.borrow_mut() = Some(Rc::downgrade(&gw)));
     let handler = {
@@ -296,7 +307,11 @@ async fn handle_inner(gw: &Rc<Gateway>, req: http::Request<hyper::body::Incoming
             if let Ok(ep) = super::dispatch::route(&parts.method, &raw_path, &query, &parts.headers, vhost) {
                 if let Some(b) = ep.bucket() {
                     let creating = matches!(ep, super::dispatch::Endpoint::CreateBucket { .. });
-                    if !creating && !gw.cx.objects().bucket_exists(b) {
+                    let known = match &gw.cluster {
+                        Some(c) => c.bucket_known(b),
+                        None => gw.cx.objects().bucket_exists(b),
+                    };
+                    if !creating && !known {
                         return Err(("Anonymous", S3Error::no_such_bucket(b)));
                     }
                 }
@@ -320,6 +335,14 @@ async fn handle_inner(gw: &Rc<Gateway>, req: http::Request<hyper::body::Incoming
         Ok(e) => e,
         Err(e) => return Err(("Unrouted", e)),
     };
+    if gw.cluster.is_some() && !gw.shared.ready.load(Ordering::Acquire) {
+        // The start-up barrier: no S3 request before the cluster can serve it.
+        return Err((
+            endpoint.name(),
+            S3Error::new(S3ErrorCode::ServiceUnavailable)
+                .with_message("the cluster is not ready yet (placement or live nodes missing)"),
+        ));
+    }
     let req = Req { parts, body: RequestBody::Incoming(body), payload, query, request_id: request_id.to_string() };
     super::dispatch::dispatch(gw, endpoint, req).await
 }
@@ -336,7 +359,17 @@ fn text(status: StatusCode, s: &'static str) -> Resp {
 async fn metrics(gw: &Rc<Gateway>) -> Result<Resp, S3Error> {
     let mut snap = MetricsSnapshot::default();
     let mut gauges = Vec::new();
-    for core in 0..gw.cx.handle.cores() {
+    // A cluster gateway has no drives or objects of its own: requests only.
+    let storage_cores = if gw.cluster.is_some() { 0 } else { gw.cx.handle.cores() };
+    for core in storage_cores..gw.cx.handle.cores() {
+        let s = gw
+            .cx
+            .run_on(core, |cx| async move { crate::s3::service::core_metrics(&cx) })
+            .await
+            .map_err(|e| S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(e.to_string()))?;
+        snap.merge(&s);
+    }
+    for core in 0..storage_cores {
         let (s, drives, stats) = gw
             .cx
             .run_on(core, |cx| async move {
