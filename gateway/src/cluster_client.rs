@@ -207,22 +207,25 @@ impl ClusterClient {
     }
 
     async fn call_inner(&self, addr: SocketAddr, req: &Request) -> Result<Reply, WireError> {
+        // A pooled connection may have died with its node's previous run: a failure
+        // on one is tried again once on a fresh connection.
         let pooled = self.pool.borrow_mut().idle.get_mut(&addr).and_then(Vec::pop);
-        let mut client = match pooled {
-            Some(c) => c,
-            None => {
-                let stream = futures_lite::future::or(
-                    async { TcpStream::connect(addr).await.map_err(|e| WireError::Io(e.into())) },
-                    async {
-                        glommio::timer::sleep(CONNECT_TIMEOUT).await;
-                        Err(WireError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))
-                    },
-                )
-                .await?;
-                stream.set_nodelay(true).map_err(|e| WireError::Io(e.into()))?;
-                AsyncClient::handshake(stream, &self.secret).await?
+        if let Some(client) = pooled {
+            match self.call_on(addr, client, req).await {
+                Err(WireError::Io(e)) => tracing::debug!(%addr, error = %e, "pooled connection failed; reconnecting"),
+                r => return r,
             }
-        };
+        }
+        let client = self.connect(addr).await?;
+        self.call_on(addr, client, req).await
+    }
+
+    async fn call_on(
+        &self,
+        addr: SocketAddr,
+        mut client: AsyncClient<TcpStream>,
+        req: &Request,
+    ) -> Result<Reply, WireError> {
         let r = client.call(req).await;
         if r.is_ok() {
             let mut pool = self.pool.borrow_mut();
@@ -232,6 +235,19 @@ impl ClusterClient {
             }
         }
         r
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<AsyncClient<TcpStream>, WireError> {
+        let stream = futures_lite::future::or(
+            async { TcpStream::connect(addr).await.map_err(|e| WireError::Io(e.into())) },
+            async {
+                glommio::timer::sleep(CONNECT_TIMEOUT).await;
+                Err(WireError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))
+            },
+        )
+        .await?;
+        stream.set_nodelay(true).map_err(|e| WireError::Io(e.into()))?;
+        AsyncClient::handshake(stream, &self.secret).await
     }
 
     /// The slots of `partition`'s set that are alive and not suspected; fails fast

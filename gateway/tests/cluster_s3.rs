@@ -1,0 +1,394 @@
+//! Cluster mode end to end, as a user runs it: a real etcd, a real Kafka-compatible
+//! broker (tansu), 9 `tessera node` processes and 3 `tessera gateway` processes,
+//! driven with aws-sdk-s3 through the gateways.
+//!
+//! * a 15 MB object written through gateway 1 reads back byte-identical through
+//!   gateways 2 and 3, and every gateway lists it;
+//! * 3 nodes killed (SIGKILL, m = 3 of 6+3): reads decode around them, writes
+//!   still succeed;
+//! * a 4th killed: requests fail fast with 503, nothing partial is returned;
+//! * the 4 restarted: they catch up from Kafka and rebuild the pieces written
+//!   while they were down; then 3 *other* nodes killed, and every object still
+//!   reads back correctly through every gateway;
+//! * concurrent writers of one key through different gateways end with one winner
+//!   every gateway agrees on.
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use tessera_engine::object::meta::{self, DataLayout, MetaEntry};
+use tessera_gateway::cluster::Cluster;
+use tessera_gateway::cluster_client::{group_bytes, piece_key};
+use tessera_gateway::wire::{self, Reply, Request};
+
+#[path = "common/etcd.rs"]
+mod etcd;
+#[path = "common/tansu.rs"]
+mod tansu;
+use etcd::{free_port, Etcd};
+use tansu::Tansu;
+
+const SECRET: &str = "cluster-s3-test-secret-0123456789";
+const ACCESS_KEY: &str = "TSCLUSTERTEST0001";
+const SECRET_KEY: &str = "cluster-test-secret-key-0123456789";
+const CLUSTER: &str = "s3test";
+const NODES: usize = 9;
+const GATEWAYS: usize = 3;
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A started process whose stdout is watched for "ready"; killed on drop.
+struct Proc {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn start(mut cmd: Command, log: PathBuf) -> Proc {
+        let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let mut child = cmd.stdout(Stdio::piped()).stderr(err).spawn().expect("start tessera");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Proc { child, lines, log }
+    }
+
+    fn wait_ready(&mut self, what: &str) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{what} exited ({status}) before it was ready:\n{}", self.log_tail());
+            }
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(l) if l == "ready" => return,
+                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+            assert!(Instant::now() < deadline, "{what} not ready after {READY_TIMEOUT:?}:\n{}", self.log_tail());
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct ClusterUnderTest {
+    etcd: Etcd,
+    kafka: Tansu,
+    dir: tempfile::TempDir,
+    node_addrs: Vec<SocketAddr>,
+    nodes: Vec<Option<Proc>>,
+    gateways: Vec<Proc>,
+    gateway_urls: Vec<String>,
+}
+
+impl ClusterUnderTest {
+    fn node_cmd(&self, i: usize) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        c.args(["node", "--etcd", &self.etcd.url, "--cluster", CLUSTER, "--kafka", &self.kafka.brokers])
+            .args(["--id", &format!("node{}", i + 1), "--drives", "1", "--cores", "1", "--no-pin"])
+            .args(["--segment-mib", "16", "--io-memory", "4194304", "--lease-secs", "2"])
+            .arg("--data")
+            .arg(self.dir.path().join(format!("node{}", i + 1)))
+            .args(["--listen", &self.node_addrs[i].to_string()])
+            .env("TESSERA_CLUSTER_SECRET", SECRET)
+            .env("TESSERA_LOG", "info");
+        c
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let log = self.dir.path().join(format!("node{}.log", i + 1));
+        let mut p = Proc::start(self.node_cmd(i), log);
+        p.wait_ready(&format!("node{}", i + 1));
+        self.nodes[i] = Some(p);
+    }
+
+    fn start_nodes(&mut self, which: &[usize]) {
+        // Started together (they join concurrently), then waited for.
+        let mut started = Vec::new();
+        for &i in which {
+            let log = self.dir.path().join(format!("node{}.log", i + 1));
+            started.push((i, Proc::start(self.node_cmd(i), log)));
+        }
+        for (i, mut p) in started {
+            p.wait_ready(&format!("node{}", i + 1));
+            self.nodes[i] = Some(p);
+        }
+    }
+
+    fn kill_node(&mut self, i: usize) {
+        self.nodes[i].take().expect("node running").kill9();
+    }
+
+    fn up() -> ClusterUnderTest {
+        let etcd = Etcd::start();
+        let kafka = Tansu::start();
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["cluster", "init", "--etcd", &etcd.url, "--cluster", CLUSTER, "--code", "6+3"])
+            .args(["--partitions", "16"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+        let node_addrs = (0..NODES).map(|_| SocketAddr::from(([127, 0, 0, 1], free_port()))).collect();
+        let mut c = ClusterUnderTest {
+            etcd,
+            kafka,
+            dir,
+            node_addrs,
+            nodes: (0..NODES).map(|_| None).collect(),
+            gateways: vec![],
+            gateway_urls: vec![],
+        };
+        c.start_nodes(&(0..NODES).collect::<Vec<_>>());
+        for g in 0..GATEWAYS {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+            cmd.args(["gateway", "--etcd", &c.etcd.url, "--cluster", CLUSTER, "--kafka", &c.kafka.brokers])
+                .args(["--listen", &addr.to_string(), "--cores", "1", "--no-pin"])
+                .env("TESSERA_CLUSTER_SECRET", SECRET)
+                .env("TESSERA_ACCESS_KEY", ACCESS_KEY)
+                .env("TESSERA_SECRET_KEY", SECRET_KEY);
+            let mut p = Proc::start(cmd, c.dir.path().join(format!("gateway{}.log", g + 1)));
+            p.wait_ready(&format!("gateway{}", g + 1));
+            c.gateways.push(p);
+            c.gateway_urls.push(format!("http://{addr}"));
+        }
+        c
+    }
+
+    fn s3(&self, g: usize) -> Client {
+        let creds = Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "cluster-test");
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.gateway_urls[g])
+            .force_path_style(true)
+            .credentials_provider(creds)
+            // No retries: a 503 must be seen as one, and fast.
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_timeout(Duration::from_secs(60))
+                    .build(),
+            )
+            .build();
+        Client::from_conf(conf)
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(n) = n {
+                out += &format!("--- node{}\n{}\n", i + 1, n.log_tail());
+            }
+        }
+        for (i, g) in self.gateways.iter().enumerate() {
+            out += &format!("--- gateway{}\n{}\n", i + 1, g.log_tail());
+        }
+        out
+    }
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn put(s3: &Client, bucket: &str, key: &str, body: &[u8]) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.to_vec()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+async fn get(s3: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+    out.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+fn same(got: &[u8], want: &[u8], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    assert!(got == want, "{what}: bytes differ");
+}
+
+/// Waits until each of `nodes` holds every piece of its slots of `bucket/key`.
+async fn wait_repaired(c: &ClusterUnderTest, bucket: &str, key: &str, nodes: &[usize]) {
+    let mut etcd = Cluster::connect(&c.etcd.url, CLUSTER).await.unwrap();
+    let t = etcd.topology().await.unwrap();
+    let partition = t.keyspace.partition_of(bucket, key);
+    let set = t.placement.as_ref().unwrap().sets[partition as usize].clone();
+    let ask = |addr: SocketAddr, req: Request| {
+        tokio::task::spawn_blocking(move || {
+            wire::Client::connect(addr, SECRET.as_bytes(), Duration::from_secs(5)).and_then(|mut cl| cl.call(&req))
+        })
+    };
+    // A node that was never down has the record (node 9).
+    let live = NODES - 1;
+    let id = tessera_engine::applied::MetaId::Object { bucket: bucket.into(), key: key.into() };
+    let rec = match ask(c.node_addrs[live], Request::MetaGet { partition, id }).await.unwrap().unwrap() {
+        Reply::Meta { record: Some(r), .. } => meta::decode(&r).unwrap(),
+        other => panic!("MetaGet {key}: {other:?}"),
+    };
+    let MetaEntry::Object { object: Some(info), .. } = rec.entry else { panic!("{key} is not an object") };
+    let DataLayout::Extents(extents) = info.data else { panic!("{key} is inline") };
+    let e = &extents[0];
+    assert_ne!(e.missing_slots, 0, "{key} was written with nodes down: its record names missing slots");
+    let groups = (e.size as usize).div_ceil(group_bytes(&e.geometry));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for &n in nodes {
+        let node_id = format!("node{}", n + 1);
+        for (slot, s) in set.iter().enumerate().filter(|(_, s)| s.node == node_id) {
+            loop {
+                let held = match ask(c.node_addrs[n], Request::List { drive: s.drive as u16, partition }).await.unwrap()
+                {
+                    Ok(Reply::Keys(keys)) => keys.into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                    _ => vec![],
+                };
+                let want: Vec<_> = (0..groups).map(|g| piece_key(partition, e.data_id, g, slot)).collect();
+                if want.iter().all(|k| held.contains(k)) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{node_id} did not rebuild slot {slot} of {key}:\n{}", c.logs());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nine_nodes_three_gateways_survive_three_failures_and_repair() {
+    let started = Instant::now();
+    let mut c = tokio::task::block_in_place(ClusterUnderTest::up);
+    eprintln!("cluster up in {:?}", started.elapsed());
+    let (g1, g2, g3) = (c.s3(0), c.s3(1), c.s3(2));
+    let bucket = "media";
+    g1.create_bucket().bucket(bucket).send().await.expect("create bucket through gateway 1");
+
+    // Written through one gateway, read byte-identical through the others.
+    let big = random_bytes(15_000_000, 1);
+    put(&g1, bucket, "video/big.mp4", &big).await;
+    same(&get(&g2, bucket, "video/big.mp4").await, &big, "big through gateway 2");
+    same(&get(&g3, bucket, "video/big.mp4").await, &big, "big through gateway 3");
+    let small = random_bytes(1000, 2);
+    put(&g2, bucket, "small", &small).await;
+    for (i, g) in [&g1, &g2, &g3].into_iter().enumerate() {
+        let listed = g.list_objects_v2().bucket(bucket).send().await.expect("list");
+        let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys, ["small", "video/big.mp4"], "listing through gateway {}", i + 1);
+        let big_entry = &listed.contents()[1];
+        assert_eq!(big_entry.size(), Some(15_000_000));
+    }
+    // A ranged read deep inside the object.
+    let r = g3.get_object().bucket(bucket).key("video/big.mp4").range("bytes=9000000-9999999").send().await.unwrap();
+    same(&r.body.collect().await.unwrap().into_bytes(), &big[9_000_000..10_000_000], "range");
+
+    // m = 3 nodes down: reads decode around them, writes still succeed.
+    for i in 0..3 {
+        c.kill_node(i);
+    }
+    same(&get(&g2, bucket, "video/big.mp4").await, &big, "big with 3 nodes down");
+    let degraded = random_bytes(15_000_000, 3);
+    put(&g3, bucket, "video/written-degraded.mp4", &degraded).await;
+    same(&get(&g1, bucket, "video/written-degraded.mp4").await, &degraded, "written with 3 nodes down");
+    let small2 = random_bytes(5000, 4);
+    put(&g1, bucket, "small-degraded", &small2).await;
+
+    // A 4th down: fewer than k = 6 live slots. Requests fail fast with 503 and
+    // nothing partial comes back.
+    c.kill_node(3);
+    for (what, g) in [("gateway 1", &g1), ("gateway 2", &g2)] {
+        let t = Instant::now();
+        let err = g.get_object().bucket(bucket).key("video/big.mp4").send().await.expect_err("read with 4 down");
+        assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503), "{what} read: {err:?}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{what}: the read failed after {:?}", t.elapsed());
+        let t = Instant::now();
+        let err = g
+            .put_object()
+            .bucket(bucket)
+            .key("refused")
+            .body(ByteStream::from(random_bytes(2_000_000, 5)))
+            .send()
+            .await
+            .expect_err("write with 4 down");
+        assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503), "{what} write: {err:?}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{what}: the write failed after {:?}", t.elapsed());
+    }
+
+    // The 4 come back: they catch up from Kafka and rebuild what they missed.
+    tokio::task::block_in_place(|| c.start_nodes(&[0, 1, 2, 3]));
+    wait_repaired(&c, bucket, "video/written-degraded.mp4", &[0, 1, 2]).await;
+    let refused = g1.head_object().bucket(bucket).key("refused").send().await;
+    assert!(refused.is_err(), "the refused write is not visible");
+
+    // 3 *other* nodes down: every object still reads back, through every gateway.
+    for i in 4..7 {
+        c.kill_node(i);
+    }
+    for (i, g) in [&g1, &g2, &g3].into_iter().enumerate() {
+        let what = format!("gateway {} with nodes 5-7 down", i + 1);
+        same(&get(g, bucket, "video/big.mp4").await, &big, &what);
+        same(&get(g, bucket, "video/written-degraded.mp4").await, &degraded, &what);
+        same(&get(g, bucket, "small").await, &small, &what);
+        same(&get(g, bucket, "small-degraded").await, &small2, &what);
+    }
+    tokio::task::block_in_place(|| {
+        for i in 4..7 {
+            c.start_node(i);
+        }
+    });
+
+    // Concurrent writers of one key through different gateways: one winner, and
+    // every gateway agrees on it.
+    for round in 0..3u64 {
+        let bodies: Vec<Vec<u8>> =
+            (0..3).map(|g| random_bytes(300_000 + g * 1000, 100 + round * 10 + g as u64)).collect();
+        let key = format!("contended-{round}");
+        let writes = [&g1, &g2, &g3].into_iter().zip(&bodies).map(|(g, b)| put(g, bucket, &key, b));
+        futures::future::join_all(writes).await;
+        let seen: Vec<Vec<u8>> =
+            futures::future::join_all([&g1, &g2, &g3].into_iter().map(|g| get(g, bucket, &key))).await;
+        assert!(bodies.contains(&seen[0]), "round {round}: the winner is one of the writes");
+        assert!(seen.iter().all(|s| *s == seen[0]), "round {round}: every gateway sees the same winner");
+    }
+    eprintln!("cluster test took {:?}", started.elapsed());
+    let _ = Path::new(c.dir.path());
+}
