@@ -64,16 +64,30 @@ pub struct Summary {
     pub modified_ms: i64,
     /// Where the full record is stored.
     pub store_key: ShardKey,
+    /// The data ids of the pieces the record names (its extents).
+    pub data: Vec<u128>,
+}
+
+fn data_ids(layout: &crate::object::meta::DataLayout) -> Vec<u128> {
+    match layout {
+        crate::object::meta::DataLayout::Extents(e) => e.iter().map(|e| e.data_id).collect(),
+        crate::object::meta::DataLayout::Inline(_) => vec![],
+    }
 }
 
 fn summarise(rec: &MetaRecord, store_key: ShardKey) -> Summary {
+    let data = match &rec.entry {
+        MetaEntry::Object { object: Some(o), .. } => data_ids(&o.data),
+        MetaEntry::Part { part: Some(p), .. } => vec![p.extent.data_id],
+        _ => vec![],
+    };
     let (size, etag, modified_ms) = match &rec.entry {
         MetaEntry::Object { object: Some(o), .. } => (o.size, o.etag.clone(), o.modified_ms),
         MetaEntry::Part { part: Some(p), .. } => (p.size, p.etag.clone(), p.modified_ms),
         MetaEntry::Upload { upload: Some(u), .. } => (0, String::new(), u.initiated_ms),
         _ => (0, String::new(), 0),
     };
-    Summary { version: rec.version, live: rec.entry.is_live(), size, etag, modified_ms, store_key }
+    Summary { version: rec.version, live: rec.entry.is_live(), size, etag, modified_ms, store_key, data }
 }
 
 /// A commit record ready to be stored: the caller makes `bytes` durable under
@@ -236,6 +250,15 @@ impl AppliedIndex {
             .take(limit)
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect()
+    }
+
+    /// The data ids the current records of `partition` name: pieces of any other
+    /// data id are garbage once no write in flight can still name them.
+    pub fn referenced(&self, partition: u32) -> std::collections::HashSet<u128> {
+        self.parts
+            .get(&partition)
+            .map(|p| p.entries.values().filter(|s| s.live).flat_map(|s| s.data.iter().copied()).collect())
+            .unwrap_or_default()
     }
 
     /// Partitions with anything applied.

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod cluster_client;
 pub mod cluster_gateway;
 pub mod credentials;
+pub mod gc;
 pub mod http;
 pub mod kafka;
 pub mod metrics;

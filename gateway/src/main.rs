@@ -104,6 +104,13 @@ struct NodeArgs {
     /// Liveness lease in seconds: a crashed node is seen as down after this.
     #[arg(long, default_value_t = 10)]
     lease_secs: u64,
+    /// Seconds a piece no commit record names is kept before it is collected
+    /// (covers writes in flight and reads of replaced versions).
+    #[arg(long, default_value_t = 86_400)]
+    gc_grace_secs: u64,
+    /// Seconds between passes of the orphaned-piece collector.
+    #[arg(long, default_value_t = 60)]
+    gc_every_secs: u64,
 }
 
 #[derive(Parser)]
@@ -298,6 +305,10 @@ fn main() -> ExitCode {
             io_memory_bytes: a.io_memory,
             segment_mib: a.segment_mib,
             lease_secs: a.lease_secs,
+            gc: tessera_gateway::gc::GcConfig {
+                every: std::time::Duration::from_secs(a.gc_every_secs.max(1)),
+                grace: std::time::Duration::from_secs(a.gc_grace_secs),
+            },
         }),
         Command::Gateway(a) => {
             tessera_gateway::cluster_gateway::run(tessera_gateway::cluster_gateway::GatewayOptions {

@@ -69,6 +69,8 @@ pub struct NodeOptions {
     pub io_memory_bytes: usize,
     pub segment_mib: u64,
     pub lease_secs: u64,
+    /// Collection of orphaned pieces.
+    pub gc: crate::gc::GcConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -303,6 +305,7 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
     // The control loop: signals; a lease lost (etcd away for longer than the
     // TTL) taken again as soon as etcd answers; and, once a placement names this
     // node, the log of its partitions consumed by the cores that own them.
+    let gc = opts.gc;
     let mut consumers_started = false;
     let mut ticks: u64 = 0;
     let sig = control.block_on(async {
@@ -314,7 +317,7 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
                             .filter(|part| p.sets[*part as usize].iter().any(|slot| slot.node == member.id))
                             .collect();
                         let started = match push_repair_topology(&mut etcd, &handle, &member.id, &secret).await {
-                            Ok(()) => start_consumers(&handle, &log, &mine, drives.len()).await,
+                            Ok(()) => start_consumers(&handle, &log, &mine, drives.len(), gc).await,
                             Err(e) => Err(format!("repairs: {e}")),
                         };
                         match started {
@@ -396,18 +399,21 @@ async fn start_consumers(
     log: &KafkaLog,
     mine: &[u32],
     drives: usize,
+    gc: crate::gc::GcConfig,
 ) -> Result<(), String> {
     for core in 0..handle.cores() {
         let owned: Vec<u32> = mine.iter().copied().filter(|p| core_for_partition(*p, handle.cores()) == core).collect();
         if owned.is_empty() {
             continue;
         }
+        let parts = owned.clone();
         let from =
             handle.submit(core, move |_| async move { next_positions(&owned) }).await.map_err(|e| e.to_string())?;
         let consumer = log.consume(from).map_err(|e| e.to_string())?;
         handle
             .submit(core, move |cx| async move {
-                glommio::spawn_local(apply_loop(cx, drives, consumer)).detach();
+                glommio::spawn_local(apply_loop(cx.clone(), drives, consumer)).detach();
+                glommio::spawn_local(crate::gc::run(cx, parts, gc)).detach();
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -704,6 +710,11 @@ struct NodeCore {
 
 thread_local! {
     static NODE_CORE: std::cell::RefCell<Option<Rc<NodeCore>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The data ids the current records of `partition` name (for the collector).
+pub(crate) fn referenced(partition: u32) -> std::collections::HashSet<u128> {
+    node_core().index.borrow().referenced(partition)
 }
 
 fn node_core() -> Rc<NodeCore> {
