@@ -18,3 +18,5 @@ cargo build --workspace --benches --locked
 # into ~/.cache/tessera-venv and with apt when missing). The debug binary cargo test
 # just built is enough to check behaviour.
 TESSERA_BIN="$CARGO_TARGET_DIR/debug/tessera" bash scripts/clients-smoke.sh
+# The local cluster script as a user runs it (9 nodes, 3 gateways, the AWS CLI).
+TESSERA_BIN="$CARGO_TARGET_DIR/debug/tessera" bash scripts/cluster-smoke.sh
