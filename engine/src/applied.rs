@@ -254,11 +254,42 @@ impl AppliedIndex {
 
     /// The data ids the current records of `partition` name: pieces of any other
     /// data id are garbage once no write in flight can still name them.
+    /// A part counts only while its upload is open: after a completion the object
+    /// names the parts it took, and the others (and an aborted upload's) are garbage.
     pub fn referenced(&self, partition: u32) -> std::collections::HashSet<u128> {
-        self.parts
-            .get(&partition)
-            .map(|p| p.entries.values().filter(|s| s.live).flat_map(|s| s.data.iter().copied()).collect())
-            .unwrap_or_default()
+        let Some(p) = self.parts.get(&partition) else { return Default::default() };
+        p.entries
+            .iter()
+            .filter(|(id, s)| {
+                s.live
+                    && match id {
+                        MetaId::Part { bucket, key, upload_id, .. } => p
+                            .entries
+                            .get(&MetaId::Upload {
+                                bucket: bucket.clone(),
+                                key: key.clone(),
+                                upload_id: upload_id.clone(),
+                            })
+                            .is_some_and(|u| u.live),
+                        _ => true,
+                    }
+            })
+            .flat_map(|(_, s)| s.data.iter().copied())
+            .collect()
+    }
+
+    /// The part records of an upload (deletions included), by part number.
+    pub fn upload_parts(&self, partition: u32, bucket: &str, key: &str, upload_id: &str) -> Vec<(u32, Summary)> {
+        let Some(p) = self.parts.get(&partition) else { return vec![] };
+        let id =
+            |n| MetaId::Part { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into(), part_number: n };
+        p.entries
+            .range(id(0)..=id(u32::MAX))
+            .filter_map(|(id, s)| match id {
+                MetaId::Part { part_number, .. } => Some((*part_number, s.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Partitions with anything applied.
@@ -300,6 +331,54 @@ mod tests {
             Apply::Skip(_) => ix.skip(partition, pos),
             Apply::Duplicate => {}
         }
+    }
+
+    #[test]
+    fn parts_are_referenced_while_their_upload_is_open() {
+        use crate::object::meta::{Extent, Geometry, PartInfo, UploadInfo};
+        let k = Keyspace { hash_key: 7, partitions: 1 };
+        let mut ix = AppliedIndex::new(k);
+        let mut disk = Vec::new();
+        let upload = |open: bool| {
+            meta::encode(&MetaRecord {
+                version: 0,
+                entry: MetaEntry::Upload {
+                    bucket: "b".into(),
+                    key: "k".into(),
+                    upload_id: "u".into(),
+                    upload: open.then(|| UploadInfo { initiated_ms: 1, headers: vec![] }),
+                },
+            })
+        };
+        let geometry =
+            Geometry { k: 2, m: 1, codec: 0, chunk_bytes: 1024, group_stripes: 4, first_drive: 0, drives: 3 };
+        let part = |n: u32, data_id: u128| {
+            meta::encode(&MetaRecord {
+                version: 0,
+                entry: MetaEntry::Part {
+                    bucket: "b".into(),
+                    key: "k".into(),
+                    upload_id: "u".into(),
+                    part_number: n,
+                    part: Some(PartInfo {
+                        size: 10,
+                        etag: "\"e\"".into(),
+                        modified_ms: 1,
+                        checksums: vec![],
+                        extent: Extent { data_id, size: 10, geometry, missing_slots: 0 },
+                    }),
+                },
+            })
+        };
+        apply(&mut ix, 0, 0, &upload(true), &mut disk);
+        apply(&mut ix, 0, 1, &part(1, 11), &mut disk);
+        apply(&mut ix, 0, 2, &part(2, 22), &mut disk);
+        assert_eq!(ix.referenced(0), [11u128, 22].into_iter().collect::<std::collections::HashSet<_>>());
+        let parts: Vec<u32> = ix.upload_parts(0, "b", "k", "u").into_iter().map(|(n, _)| n).collect();
+        assert_eq!(parts, [1, 2]);
+        assert!(ix.upload_parts(0, "b", "k", "other").is_empty());
+        apply(&mut ix, 0, 3, &upload(false), &mut disk);
+        assert!(ix.referenced(0).is_empty(), "a closed upload's parts are garbage unless an object names them");
     }
 
     #[test]

@@ -351,11 +351,15 @@ impl ClusterClient {
         key: &str,
         object: Option<ObjectInfo>,
     ) -> Result<u64, ClusterIoError> {
-        let t = self.topology();
-        let partition = t.keyspace.partition_of(bucket, key);
+        self.commit_entry(bucket, key, MetaEntry::Object { bucket: bucket.into(), key: key.into(), object }).await
+    }
+
+    /// Commits any record about `bucket/key` (object, upload, part) to its
+    /// partition and waits for a write quorum to apply it.
+    pub async fn commit_entry(&self, bucket: &str, key: &str, entry: MetaEntry) -> Result<u64, ClusterIoError> {
+        let partition = self.topology().keyspace.partition_of(bucket, key);
         let (_, live, n) = self.live_set(partition)?;
-        let rec =
-            MetaRecord { version: 0, entry: MetaEntry::Object { bucket: bucket.into(), key: key.into(), object } };
+        let rec = MetaRecord { version: 0, entry };
         self.commit(partition, key, &rec, &live, n).await
     }
 
@@ -387,11 +391,21 @@ impl ClusterClient {
 
     /// The newest applied record of `bucket/key` from a read quorum of the set.
     async fn newest(&self, bucket: &str, key: &str) -> Result<Option<MetaRecord>, ClusterIoError> {
+        self.newest_record(bucket, key, MetaId::Object { bucket: bucket.into(), key: key.into() }).await
+    }
+
+    /// The newest applied record of `id` (about `bucket/key`) from a read quorum.
+    pub async fn newest_record(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: MetaId,
+    ) -> Result<Option<MetaRecord>, ClusterIoError> {
         let t = self.topology();
         let partition = t.keyspace.partition_of(bucket, key);
         let (_, live, n) = self.live_set(partition)?;
         let (_, r) = quorums(n);
-        let req = Request::MetaGet { partition, id: MetaId::Object { bucket: bucket.into(), key: key.into() } };
+        let req = Request::MetaGet { partition, id };
         let answers = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, &req))).await;
         let mut answered = 0;
         let mut best: Option<MetaRecord> = None;
@@ -600,6 +614,45 @@ impl ClusterClient {
             piece.extend_from_slice(&shards[slot]);
         }
         Ok(piece)
+    }
+
+    /// The parts of an upload from a read quorum: per part number the newest
+    /// record, live ones only, in part-number order.
+    pub async fn upload_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<(u32, tessera_engine::object::meta::PartInfo)>, ClusterIoError> {
+        let partition = self.topology().keyspace.partition_of(bucket, key);
+        let (_, live, n) = self.live_set(partition)?;
+        let (_, r) = quorums(n);
+        let req = Request::MetaParts { partition, bucket: bucket.into(), key: key.into(), upload_id: upload_id.into() };
+        let answers = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, &req))).await;
+        let mut answered = 0;
+        let mut best: std::collections::BTreeMap<u32, MetaRecord> = Default::default();
+        for a in answers {
+            let Ok(Reply::Records { records, .. }) = a else { continue };
+            answered += 1;
+            for bytes in records {
+                let rec = meta::decode(&bytes).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
+                let MetaEntry::Part { part_number, .. } = &rec.entry else { continue };
+                let n = *part_number;
+                if best.get(&n).is_none_or(|b| rec.version > b.version) {
+                    best.insert(n, rec);
+                }
+            }
+        }
+        if answered < r {
+            return Err(ClusterIoError::ReadQuorum(format!("{answered} of {n} nodes answered, {r} needed")));
+        }
+        Ok(best
+            .into_iter()
+            .filter_map(|(n, rec)| match rec.entry {
+                MetaEntry::Part { part: Some(p), .. } => Some((n, p)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Deletes `bucket/key` (a deletion record, ordered like any write).

@@ -597,7 +597,8 @@ async fn handle(cx: &Rc<CoreCx>, shared: &NodeShared, req: Request) -> Reply {
         Request::Ping => return Reply::Pong,
         Request::MetaGet { partition, .. }
         | Request::MetaWait { partition, .. }
-        | Request::MetaList { partition, .. } => {
+        | Request::MetaList { partition, .. }
+        | Request::MetaParts { partition, .. } => {
             if *partition >= shared.partitions {
                 return Reply::error(
                     ErrorCode::BadRequest,
@@ -669,7 +670,10 @@ async fn handle(cx: &Rc<CoreCx>, shared: &NodeShared, req: Request) -> Reply {
                     Ok(Reply::Keys(keys))
                 }
                 Request::Ping => Ok(Reply::Pong),
-                Request::MetaGet { .. } | Request::MetaWait { .. } | Request::MetaList { .. } => {
+                Request::MetaGet { .. }
+                | Request::MetaWait { .. }
+                | Request::MetaList { .. }
+                | Request::MetaParts { .. } => {
                     unreachable!("metadata requests are answered by handle_meta")
                 }
             }
@@ -844,6 +848,23 @@ async fn handle_meta(cx: &Rc<CoreCx>, drives: usize, req: Request) -> Result<Rep
                 .ok_or_else(|| Failure(ErrorCode::Unavailable, format!("metadata drive {drive} is offline")))?;
             let bytes = store.get(summary.store_key).await.map_err(store_failure)?;
             Ok(Reply::Meta { applied, record: Some(bytes.to_vec()) })
+        }
+        Request::MetaParts { partition, bucket, key, upload_id } => {
+            let (applied, found) = {
+                let index = core.index.borrow();
+                (index.applied(partition), index.upload_parts(partition, &bucket, &key, &upload_id))
+            };
+            let drive = meta_drive(partition, drives);
+            let store = cx
+                .stores
+                .get(drive)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| Failure(ErrorCode::Unavailable, format!("metadata drive {drive} is offline")))?;
+            let mut records = Vec::with_capacity(found.len());
+            for (_, summary) in found {
+                records.push(store.get(summary.store_key).await.map_err(store_failure)?.to_vec());
+            }
+            Ok(Reply::Records { applied, records })
         }
         Request::MetaWait { partition, position, timeout_ms } => {
             let applied = core.index.borrow().applied(partition);

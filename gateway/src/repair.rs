@@ -100,8 +100,15 @@ pub fn configure(cx: &Rc<CoreCx>, t: Topology, node: &str, secret: Vec<u8>) {
 pub fn consider(partition: u32, record: &[u8]) {
     let Some(r) = REPAIRS.with(|r| r.borrow().clone()) else { return };
     let Ok(rec) = meta::decode(record) else { return };
-    let MetaEntry::Object { object: Some(info), .. } = rec.entry else { return };
-    let DataLayout::Extents(extents) = info.data else { return };
+    let extents = match rec.entry {
+        MetaEntry::Object { object: Some(info), .. } => match info.data {
+            DataLayout::Extents(e) => e,
+            DataLayout::Inline(_) => return,
+        },
+        // A part written with slots down is repaired before its upload completes.
+        MetaEntry::Part { part: Some(p), .. } => vec![p.extent],
+        _ => return,
+    };
     let mine = r.mine.borrow();
     let Some(slots) = mine.get(&partition) else { return };
     for e in extents {

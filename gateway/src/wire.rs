@@ -67,6 +67,7 @@ pub enum Op {
     MetaGet = 20,
     MetaWait = 21,
     MetaList = 22,
+    MetaParts = 23,
     Pong = 64,
     Ok = 65,
     Data = 66,
@@ -74,6 +75,7 @@ pub enum Op {
     Meta = 68,
     Applied = 69,
     Listing = 70,
+    Records = 71,
     Error = 127,
 }
 
@@ -91,6 +93,7 @@ impl Op {
             20 => Op::MetaGet,
             21 => Op::MetaWait,
             22 => Op::MetaList,
+            23 => Op::MetaParts,
             64 => Op::Pong,
             65 => Op::Ok,
             66 => Op::Data,
@@ -98,6 +101,7 @@ impl Op {
             68 => Op::Meta,
             69 => Op::Applied,
             70 => Op::Listing,
+            71 => Op::Records,
             127 => Op::Error,
             _ => return None,
         })
@@ -243,6 +247,13 @@ pub enum Request {
         start_after: String,
         limit: u32,
     },
+    /// The part records of a multipart upload (deletions included), by part number.
+    MetaParts {
+        partition: u32,
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
 }
 
 /// One object in a [`Reply::Listing`].
@@ -275,6 +286,11 @@ pub enum Reply {
     Listing {
         applied: Option<u64>,
         entries: Vec<Listed>,
+    },
+    /// Stored records (each as `Meta` carries one).
+    Records {
+        applied: Option<u64>,
+        records: Vec<Vec<u8>>,
     },
     Error {
         code: ErrorCode,
@@ -446,6 +462,14 @@ impl Request {
                 b.extend_from_slice(&limit.to_le_bytes());
                 (Op::MetaList, b)
             }
+            Request::MetaParts { partition, bucket, key, upload_id } => {
+                let mut b = Vec::new();
+                b.extend_from_slice(&partition.to_le_bytes());
+                put_str(&mut b, bucket);
+                put_str(&mut b, key);
+                put_str(&mut b, upload_id);
+                (Op::MetaParts, b)
+            }
         };
         let mut frame = Header::encode(op, id, body.len()).to_vec();
         frame.append(&mut body);
@@ -480,6 +504,9 @@ impl Request {
                 start_after: c.str()?,
                 limit: c.u32()?,
             },
+            Op::MetaParts => {
+                Request::MetaParts { partition: c.u32()?, bucket: c.str()?, key: c.str()?, upload_id: c.str()? }
+            }
             other => return Err(WireError::Unexpected { got: other, expected: "a request" }),
         };
         c.end()?;
@@ -530,6 +557,16 @@ impl Reply {
                 (Op::Meta, b)
             }
             Reply::Applied(p) => (Op::Applied, p.to_le_bytes().to_vec()),
+            Reply::Records { applied, records } => {
+                let mut b = Vec::new();
+                put_opt_u64(&mut b, applied);
+                b.extend_from_slice(&(records.len() as u32).to_le_bytes());
+                for r in records {
+                    b.extend_from_slice(&(r.len() as u32).to_le_bytes());
+                    b.extend_from_slice(&r);
+                }
+                (Op::Records, b)
+            }
             Reply::Listing { applied, entries } => {
                 let mut b = Vec::new();
                 put_opt_u64(&mut b, applied);
@@ -598,6 +635,21 @@ impl Reply {
                 let p = c.u64()?;
                 c.end()?;
                 Reply::Applied(p)
+            }
+            Op::Records => {
+                let mut c = Cursor { b: &body, op };
+                let applied = c.opt_u64()?;
+                let n = c.u32()? as usize;
+                if n > body.len() / 4 {
+                    return Err(WireError::Malformed { op, why: "record count larger than the body" });
+                }
+                let mut records = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let len = c.u32()? as usize;
+                    records.push(c.take(len)?.to_vec());
+                }
+                c.end()?;
+                Reply::Records { applied, records }
             }
             Op::Listing => {
                 let mut c = Cursor { b: &body, op };
@@ -853,6 +905,7 @@ mod tests {
             start_after: "p/a".into(),
             limit: 1000,
         });
+        roundtrip(Request::MetaParts { partition: 1, bucket: "b".into(), key: "k".into(), upload_id: "u1".into() });
     }
 
     #[test]
@@ -869,6 +922,8 @@ mod tests {
             Reply::Meta { applied: Some(0), record: Some(vec![]) },
             Reply::Applied(77),
             Reply::Listing { applied: Some(3), entries: vec![] },
+            Reply::Records { applied: None, records: vec![] },
+            Reply::Records { applied: Some(9), records: vec![b"one".to_vec(), vec![], vec![7; 300]] },
             Reply::Listing {
                 applied: None,
                 entries: vec![Listed {

@@ -12,6 +12,7 @@
 //!   reads back correctly through every gateway;
 //! * concurrent writers of one key through different gateways end with one winner
 //!   every gateway agrees on;
+//! * a multipart upload whose steps go through different gateways;
 //! * a gateway killed mid-upload leaves no object, and its pieces are collected.
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -327,6 +328,73 @@ async fn nine_nodes_three_gateways_survive_three_failures_and_repair() {
     let r = g3.get_object().bucket(bucket).key("video/big.mp4").range("bytes=9000000-9999999").send().await.unwrap();
     same(&r.body.collect().await.unwrap().into_bytes(), &big[9_000_000..10_000_000], "range");
 
+    // A multipart upload spread over the gateways: created through 1, parts
+    // through 2 and 3, listed through 1, completed through 2, read through 3.
+    let (p1, p2) = (random_bytes(5 << 20, 20), random_bytes(3_000_000, 21));
+    let mp_key = "video/multipart.mp4";
+    let created = g1.create_multipart_upload().bucket(bucket).key(mp_key).send().await.expect("create upload");
+    let upload_id = created.upload_id().unwrap().to_string();
+    let mut completed = Vec::new();
+    for (n, (g, body)) in [(&g2, &p1), (&g3, &p2)].into_iter().enumerate() {
+        let part_number = n as i32 + 1;
+        let out = g
+            .upload_part()
+            .bucket(bucket)
+            .key(mp_key)
+            .upload_id(&upload_id)
+            .part_number(part_number)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("part {part_number}: {e:?}"));
+        completed.push(
+            aws_sdk_s3::types::CompletedPart::builder().part_number(part_number).e_tag(out.e_tag().unwrap()).build(),
+        );
+    }
+    let listed = g1.list_parts().bucket(bucket).key(mp_key).upload_id(&upload_id).send().await.expect("list parts");
+    let sizes: Vec<_> = listed.parts().iter().map(|p| (p.part_number(), p.size())).collect();
+    assert_eq!(sizes, [(Some(1), Some(5 << 20)), (Some(2), Some(3_000_000))]);
+    g2.complete_multipart_upload()
+        .bucket(bucket)
+        .key(mp_key)
+        .upload_id(&upload_id)
+        .multipart_upload(aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+        .send()
+        .await
+        .expect("complete");
+    let whole: Vec<u8> = [p1.as_slice(), p2.as_slice()].concat();
+    same(&get(&g3, bucket, mp_key).await, &whole, "multipart object through gateway 3");
+    let part2 = g1.get_object().bucket(bucket).key(mp_key).part_number(2).send().await.expect("part 2");
+    assert_eq!(part2.parts_count(), Some(2));
+    same(&part2.body.collect().await.unwrap().into_bytes(), &p2, "partNumber=2");
+    let err = g3.list_parts().bucket(bucket).key(mp_key).upload_id(&upload_id).send().await.expect_err("completed");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404), "a completed upload is gone");
+    // An aborted upload is gone from every gateway.
+    let aborted = g1.create_multipart_upload().bucket(bucket).key("aborted").send().await.unwrap();
+    let aborted_id = aborted.upload_id().unwrap();
+    g2.upload_part()
+        .bucket(bucket)
+        .key("aborted")
+        .upload_id(aborted_id)
+        .part_number(1)
+        .body(ByteStream::from(random_bytes(1_000_000, 22)))
+        .send()
+        .await
+        .expect("part of the aborted upload");
+    g3.abort_multipart_upload().bucket(bucket).key("aborted").upload_id(aborted_id).send().await.expect("abort");
+    let err = g1
+        .upload_part()
+        .bucket(bucket)
+        .key("aborted")
+        .upload_id(aborted_id)
+        .part_number(2)
+        .body(ByteStream::from(vec![1u8; 10]))
+        .send()
+        .await
+        .expect_err("a part of an aborted upload");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
+    assert!(g2.head_object().bucket(bucket).key("aborted").send().await.is_err(), "no object from an abort");
+
     // m = 3 nodes down: reads decode around them, writes still succeed.
     for i in 0..3 {
         c.kill_node(i);
@@ -375,6 +443,7 @@ async fn nine_nodes_three_gateways_survive_three_failures_and_repair() {
         same(&get(g, bucket, "video/written-degraded.mp4").await, &degraded, &what);
         same(&get(g, bucket, "small").await, &small, &what);
         same(&get(g, bucket, "small-degraded").await, &small2, &what);
+        same(&get(g, bucket, "video/multipart.mp4").await, &whole, &what);
     }
     tokio::task::block_in_place(|| {
         for i in 4..7 {

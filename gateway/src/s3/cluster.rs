@@ -12,7 +12,9 @@ use std::rc::Rc;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use tessera_engine::object::{DataLayout, ListItem, ObjectInfo};
+use tessera_engine::applied::MetaId;
+use tessera_engine::object::meta::{MetaEntry, UploadInfo};
+use tessera_engine::object::{DataLayout, ListItem, ObjectInfo, PartInfo};
 
 use super::checksum::Md5;
 use super::error::{S3Error, S3ErrorCode};
@@ -120,15 +122,19 @@ pub async fn put(
     target: PutTarget,
     rx: flume::Receiver<BodyMsg>,
 ) -> Result<ObjectInfo, S3Error> {
-    if let PutTarget::Part { .. } = target {
-        return Err(S3Error::new(S3ErrorCode::NotImplemented)
-            .with_message("multipart uploads are not available in cluster mode yet"));
-    }
     cc.check_bucket(&bucket).await?;
     cc.client.check_available(&bucket, &key).map_err(io_error)?;
+    if let PutTarget::Part { upload_id, .. } = &target {
+        open_upload(&cc, &bucket, &key, upload_id).await?;
+    }
     let mut md5 = Md5::new();
     let mut small: Vec<u8> = Vec::new();
-    let mut writer = None;
+    // A part is always coded into an extent: the object it completes is the list
+    // of its parts' extents.
+    let mut writer = match target {
+        PutTarget::Part { .. } => Some(cc.client.writer(&bucket, &key).map_err(io_error)?),
+        PutTarget::Object => None,
+    };
     let fin = loop {
         match rx.recv_async().await {
             Ok(BodyMsg::Data(b)) => {
@@ -163,6 +169,23 @@ pub async fn put(
         }
         None => (small.len() as u64, DataLayout::Inline(small)),
     };
+    if let PutTarget::Part { upload_id, part_number } = target {
+        let DataLayout::Extents(mut extents) = data else { unreachable!("parts are written as extents") };
+        let checksums = fin.headers.iter().filter(|(n, _)| n.starts_with("x-amz-checksum-")).cloned().collect();
+        let now = now_ms();
+        let part = PartInfo { size, etag: digest.etag(), modified_ms: now, checksums, extent: extents.remove(0) };
+        let entry =
+            MetaEntry::Part { bucket: bucket.clone(), key: key.clone(), upload_id, part_number, part: Some(part) };
+        cc.client.commit_entry(&bucket, &key, entry).await.map_err(io_error)?;
+        return Ok(ObjectInfo {
+            size,
+            etag: digest.etag(),
+            modified_ms: now,
+            headers: fin.headers,
+            data: DataLayout::Inline(vec![]),
+            parts: vec![],
+        });
+    }
     if let Some(check) = &fin.precondition {
         // Checked against the newest version a read quorum knows, right before the
         // commit (a concurrent writer between the two may still win: the later log
@@ -170,19 +193,62 @@ pub async fn put(
         let current = cc.client.head(&bucket, &key).await.map_err(io_error)?;
         check(current.as_ref().map(|(_, info)| info))?;
     }
-    let info = ObjectInfo {
-        size,
-        etag: digest.etag(),
-        modified_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
-        headers: fin.headers,
-        data,
-        parts: vec![],
-    };
+    let info =
+        ObjectInfo { size, etag: digest.etag(), modified_ms: now_ms(), headers: fin.headers, data, parts: vec![] };
     let out = summary(&info);
     cc.client.commit_object(&bucket, &key, Some(info)).await.map_err(io_error)?;
     Ok(out)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn upload_id_of(bucket: &str, key: &str, upload_id: &str) -> MetaId {
+    MetaId::Upload { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into() }
+}
+
+/// Starts a multipart upload: its record in the key's partition, so every
+/// gateway sees it. Returns the upload id.
+pub async fn create_upload(
+    cc: &ClusterCx,
+    bucket: &str,
+    key: &str,
+    headers: Vec<(String, String)>,
+) -> Result<String, S3Error> {
+    cc.check_bucket(bucket).await?;
+    let upload_id = format!("{:032x}", rand::random::<u128>());
+    let upload = Some(UploadInfo { initiated_ms: now_ms(), headers });
+    let entry = MetaEntry::Upload { bucket: bucket.into(), key: key.into(), upload_id: upload_id.clone(), upload };
+    cc.client.commit_entry(bucket, key, entry).await.map_err(io_error)?;
+    Ok(upload_id)
+}
+
+/// The upload's record, if it is open (NoSuchUpload otherwise).
+pub async fn open_upload(cc: &ClusterCx, bucket: &str, key: &str, upload_id: &str) -> Result<UploadInfo, S3Error> {
+    cc.check_bucket(bucket).await?;
+    let rec = cc.client.newest_record(bucket, key, upload_id_of(bucket, key, upload_id)).await.map_err(io_error)?;
+    match rec.map(|r| r.entry) {
+        Some(MetaEntry::Upload { upload: Some(u), .. }) => Ok(u),
+        _ => Err(S3Error::no_such_upload(upload_id)),
+    }
+}
+
+/// Ends an upload (completed or aborted): its parts stop counting as live data.
+pub async fn close_upload(cc: &ClusterCx, bucket: &str, key: &str, upload_id: &str) -> Result<(), S3Error> {
+    let entry = MetaEntry::Upload { bucket: bucket.into(), key: key.into(), upload_id: upload_id.into(), upload: None };
+    cc.client.commit_entry(bucket, key, entry).await.map_err(io_error)?;
+    Ok(())
+}
+
+/// The parts uploaded so far, by part number.
+pub async fn upload_parts(
+    cc: &ClusterCx,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<Vec<(u32, PartInfo)>, S3Error> {
+    cc.client.upload_parts(bucket, key, upload_id).await.map_err(io_error)
 }
 
 /// The object's current version from a read quorum (NoSuchBucket, NoSuchKey).

@@ -372,21 +372,11 @@ pub async fn dispatch(
     req: Req,
 ) -> Result<(&'static str, Resp), (&'static str, S3Error)> {
     let op = ep.name();
-    let multipart = matches!(
-        ep,
-        Endpoint::CreateMultipartUpload { .. }
-            | Endpoint::UploadPart { .. }
-            | Endpoint::UploadPartCopy { .. }
-            | Endpoint::CompleteMultipartUpload { .. }
-            | Endpoint::AbortMultipartUpload { .. }
-            | Endpoint::ListParts { .. }
-            | Endpoint::ListMultipartUploads { .. }
-    );
-    if multipart && gw.cluster.is_some() {
+    if matches!(ep, Endpoint::ListMultipartUploads { .. }) && gw.cluster.is_some() {
         return Err((
             op,
             S3Error::new(S3ErrorCode::NotImplemented)
-                .with_message("multipart uploads are not available in cluster mode yet"),
+                .with_message("listing multipart uploads is not available in cluster mode yet"),
         ));
     }
     let r = match ep {

@@ -4,7 +4,8 @@
 use std::rc::Rc;
 
 use http::StatusCode;
-use tessera_engine::object::{DataLayout, ObjectError, ObjectInfo};
+use tessera_engine::object::meta::PartSummary;
+use tessera_engine::object::{DataLayout, ObjectError, ObjectInfo, PartInfo};
 
 use super::error::{S3Error, S3ErrorCode};
 use super::owner::{object_error, PutTarget};
@@ -30,10 +31,88 @@ fn upload_error(e: ObjectError, upload_id: &str) -> S3Error {
     }
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Checks the parts a CompleteMultipartUpload names against those uploaded: each
+/// exists with that ETag, and all but the last are at least 5 MiB.
+fn check_chosen(wanted: &[xml::CompletedPart], have: &[(u32, PartInfo)]) -> Result<(), S3Error> {
+    let last = wanted.len().saturating_sub(1);
+    for (i, w) in wanted.iter().enumerate() {
+        let Some((_, p)) = have.iter().find(|(n, _)| *n == w.part_number) else {
+            return Err(S3Error::new(S3ErrorCode::InvalidPart));
+        };
+        if xml::normalize_etag(&p.etag) != xml::normalize_etag(&w.etag) {
+            return Err(S3Error::new(S3ErrorCode::InvalidPart));
+        }
+        if i < last && p.size < PART_BYTES_MIN {
+            return Err(S3Error::entity_too_small(w.part_number, &p.etag, p.size, PART_BYTES_MIN));
+        }
+    }
+    Ok(())
+}
+
+/// S3's ETag of a multipart object: the MD5 of the parts' MD5s, dash, part count.
+fn multipart_etag<'a>(parts: impl ExactSizeIterator<Item = &'a PartInfo>) -> Result<String, String> {
+    let count = parts.len();
+    let mut md5s = Vec::with_capacity(count * 16);
+    for p in parts {
+        let raw =
+            hex::decode(xml::normalize_etag(&p.etag)).map_err(|_| format!("part ETag {} is not an MD5", p.etag))?;
+        md5s.extend_from_slice(&raw);
+    }
+    let mut m = super::checksum::Md5::new();
+    m.update(&md5s);
+    Ok(format!("\"{}-{}\"", m.finish().hex(), count))
+}
+
+/// CompleteMultipartUpload in a cluster: the object's record names the chosen
+/// parts' extents in order (no bytes move), then the upload's record is deleted
+/// (the parts left out become garbage for the nodes' collector).
+async fn complete_cluster(
+    c: &super::cluster::ClusterCx,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    wanted: &[xml::CompletedPart],
+    cond: &super::conditional::PutCondition,
+) -> Result<ObjectInfo, S3Error> {
+    let upload = super::cluster::open_upload(c, bucket, key, upload_id).await?;
+    let have = super::cluster::upload_parts(c, bucket, key, upload_id).await?;
+    check_chosen(wanted, &have)?;
+    let chosen: Vec<&PartInfo> = wanted
+        .iter()
+        .map(|w| have.iter().find(|(n, _)| *n == w.part_number).map(|(_, p)| p).expect("checked"))
+        .collect();
+    let etag =
+        multipart_etag(chosen.iter().copied()).map_err(|m| S3Error::new(S3ErrorCode::InternalError).with_message(m))?;
+    let info = ObjectInfo {
+        size: chosen.iter().map(|p| p.size).sum(),
+        etag,
+        modified_ms: now_ms(),
+        headers: upload.headers.into_iter().filter(|(n, _)| n != "x-amz-checksum-algorithm").collect(),
+        data: DataLayout::Extents(chosen.iter().map(|p| p.extent).collect()),
+        parts: chosen.iter().map(|p| PartSummary { size: p.size, etag: p.etag.clone() }).collect(),
+    };
+    if !cond.is_unconditional() {
+        let current = c.client.head(bucket, key).await.map_err(super::cluster::io_error)?;
+        cond.check(current.as_ref().map(|(_, i)| i.etag.as_str())).map_err(S3Error::from)?;
+    }
+    let out = super::owner::summary(&info);
+    c.client.commit_object(bucket, key, Some(info)).await.map_err(super::cluster::io_error)?;
+    super::cluster::close_upload(c, bucket, key, upload_id).await?;
+    Ok(out)
+}
+
 pub async fn create(gw: &Rc<Gateway>, req: &Req, bucket: &str, key: &str) -> Result<Resp, S3Error> {
     let mut headers = super::objects::stored_headers(&req.parts.headers)?;
     if let Some(a) = req.parts.headers.get("x-amz-checksum-algorithm").and_then(|v| v.to_str().ok()) {
         headers.push(("x-amz-checksum-algorithm".into(), a.to_string()));
+    }
+    if let Some(c) = &gw.cluster {
+        let id = super::cluster::create_upload(c, bucket, key, headers).await?;
+        return Ok(Resp::xml(StatusCode::OK, xml::initiate_multipart_upload(bucket, key, &id)));
     }
     let (b, k) = (bucket.to_string(), key.to_string());
     let id = gw
@@ -77,78 +156,61 @@ pub async fn complete(gw: &Rc<Gateway>, req: Req, bucket: &str, key: &str, uploa
     xml::check_part_order(&wanted)?;
     let cond = super::conditional::PutCondition::from_headers(&req.parts.headers);
     let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
-    let info = gw
-        .cx
-        .run_on(gw.core_of(bucket, key), move |cx| async move {
-            let objects = cx.objects();
-            let have = match objects.parts(&b, &k, &u) {
-                Ok(h) => h,
-                Err(ObjectError::NoSuchUpload) => {
-                    // Completed already: S3 answers a repeat with the same result.
-                    return match objects.completed_upload(&b, &k, &u) {
-                        Some(m) => Ok(super::owner::summary(&m.info)),
-                        None => Err(S3Error::no_such_upload(&u)),
-                    };
-                }
-                Err(e) => return Err(upload_error(e, &u)),
-            };
-            let chosen: Vec<u32> = wanted.iter().map(|p| p.part_number).collect();
-            let last = wanted.len() - 1;
-            for (i, w) in wanted.iter().enumerate() {
-                let Some((_, p)) = have.iter().find(|(n, _)| *n == w.part_number) else {
-                    return Err(S3Error::new(S3ErrorCode::InvalidPart));
+    let info = if let Some(c) = &gw.cluster {
+        complete_cluster(c, bucket, key, upload_id, &wanted, &cond).await?
+    } else {
+        gw.cx
+            .run_on(gw.core_of(bucket, key), move |cx| async move {
+                let objects = cx.objects();
+                let have = match objects.parts(&b, &k, &u) {
+                    Ok(h) => h,
+                    Err(ObjectError::NoSuchUpload) => {
+                        // Completed already: S3 answers a repeat with the same result.
+                        return match objects.completed_upload(&b, &k, &u) {
+                            Some(m) => Ok(super::owner::summary(&m.info)),
+                            None => Err(S3Error::no_such_upload(&u)),
+                        };
+                    }
+                    Err(e) => return Err(upload_error(e, &u)),
                 };
-                if xml::normalize_etag(&p.etag) != xml::normalize_etag(&w.etag) {
-                    return Err(S3Error::new(S3ErrorCode::InvalidPart));
+                let chosen: Vec<u32> = wanted.iter().map(|p| p.part_number).collect();
+                check_chosen(&wanted, &have)?;
+                let build = |upload: &tessera_engine::object::UploadInfo,
+                             parts: &[(u32, &tessera_engine::object::PartInfo)]| {
+                    let etag = multipart_etag(parts.iter().map(|(_, p)| *p)).map_err(ObjectError::Internal)?;
+                    let headers =
+                        upload.headers.iter().filter(|(n, _)| n != "x-amz-checksum-algorithm").cloned().collect();
+                    Ok(ObjectInfo {
+                        size: 0,
+                        etag,
+                        modified_ms: now_ms(),
+                        headers,
+                        data: DataLayout::Extents(vec![]),
+                        parts: vec![],
+                    })
+                };
+                let failed = std::cell::RefCell::new(None);
+                let check = |cur: Option<&ObjectInfo>| match cond.check(cur.map(|c| c.etag.as_str())) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        *failed.borrow_mut() = Some(S3Error::from(e));
+                        false
+                    }
+                };
+                let pre: Option<tessera_engine::object::Precondition<'_>> =
+                    if cond.is_unconditional() { None } else { Some(&check) };
+                match objects.complete_upload(&b, &k, &u, &chosen, build, pre).await {
+                    Ok(m) => Ok(super::owner::summary(&m.info)),
+                    Err(ObjectError::PreconditionFailed) => {
+                        Err(failed.take().unwrap_or_else(|| S3Error::new(S3ErrorCode::PreconditionFailed)))
+                    }
+                    Err(ObjectError::Invalid(_)) => Err(S3Error::new(S3ErrorCode::InvalidPart)),
+                    Err(e) => Err(upload_error(e, &u)),
                 }
-                if i < last && p.size < PART_BYTES_MIN {
-                    return Err(S3Error::entity_too_small(w.part_number, &p.etag, p.size, PART_BYTES_MIN));
-                }
-            }
-            let build = |upload: &tessera_engine::object::UploadInfo,
-                         parts: &[(u32, &tessera_engine::object::PartInfo)]| {
-                let mut md5s = Vec::with_capacity(parts.len() * 16);
-                for (_, p) in parts {
-                    let raw = hex::decode(xml::normalize_etag(&p.etag))
-                        .map_err(|_| ObjectError::Internal(format!("part ETag {} is not an MD5", p.etag)))?;
-                    md5s.extend_from_slice(&raw);
-                }
-                let mut m = super::checksum::Md5::new();
-                m.update(&md5s);
-                let etag = format!("\"{}-{}\"", m.finish().hex(), parts.len());
-                let headers = upload.headers.iter().filter(|(n, _)| n != "x-amz-checksum-algorithm").cloned().collect();
-                Ok(ObjectInfo {
-                    size: 0,
-                    etag,
-                    modified_ms: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64),
-                    headers,
-                    data: DataLayout::Extents(vec![]),
-                    parts: vec![],
-                })
-            };
-            let failed = std::cell::RefCell::new(None);
-            let check = |cur: Option<&ObjectInfo>| match cond.check(cur.map(|c| c.etag.as_str())) {
-                Ok(()) => true,
-                Err(e) => {
-                    *failed.borrow_mut() = Some(S3Error::from(e));
-                    false
-                }
-            };
-            let pre: Option<tessera_engine::object::Precondition<'_>> =
-                if cond.is_unconditional() { None } else { Some(&check) };
-            match objects.complete_upload(&b, &k, &u, &chosen, build, pre).await {
-                Ok(m) => Ok(super::owner::summary(&m.info)),
-                Err(ObjectError::PreconditionFailed) => {
-                    Err(failed.take().unwrap_or_else(|| S3Error::new(S3ErrorCode::PreconditionFailed)))
-                }
-                Err(ObjectError::Invalid(_)) => Err(S3Error::new(S3ErrorCode::InvalidPart)),
-                Err(e) => Err(upload_error(e, &u)),
-            }
-        })
-        .await
-        .map_err(unavailable)??;
+            })
+            .await
+            .map_err(unavailable)??
+    };
     let out = xml::CompleteMultipartUploadOutput {
         location: format!("http://{}/{bucket}/{key}", gw.shared.address),
         bucket: bucket.to_string(),
@@ -163,6 +225,11 @@ pub async fn complete(gw: &Rc<Gateway>, req: Req, bucket: &str, key: &str, uploa
 }
 
 pub async fn abort(gw: &Rc<Gateway>, bucket: &str, key: &str, upload_id: &str) -> Result<Resp, S3Error> {
+    if let Some(c) = &gw.cluster {
+        super::cluster::open_upload(c, bucket, key, upload_id).await?;
+        super::cluster::close_upload(c, bucket, key, upload_id).await?;
+        return Ok(Resp::new(StatusCode::NO_CONTENT));
+    }
     let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
     gw.cx
         .run_on(gw.core_of(bucket, key), move |cx| async move {
@@ -195,13 +262,19 @@ pub async fn list_parts(
         })?,
     };
     let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
-    let parts = gw
-        .cx
-        .run_on(gw.core_of(bucket, key), move |cx| async move {
-            cx.objects().parts(&b, &k, &u).map_err(|e| upload_error(e, &u))
-        })
-        .await
-        .map_err(unavailable)??;
+    let parts = match &gw.cluster {
+        Some(c) => {
+            super::cluster::open_upload(c, bucket, key, upload_id).await?;
+            super::cluster::upload_parts(c, bucket, key, upload_id).await?
+        }
+        None => gw
+            .cx
+            .run_on(gw.core_of(bucket, key), move |cx| async move {
+                cx.objects().parts(&b, &k, &u).map_err(|e| upload_error(e, &u))
+            })
+            .await
+            .map_err(unavailable)??,
+    };
     let mut after: Vec<_> = parts.into_iter().filter(|(n, _)| *n > marker).collect();
     let truncated = after.len() > max;
     after.truncate(max);
