@@ -725,6 +725,19 @@ fn node_core() -> Rc<NodeCore> {
     NODE_CORE.with(|c| c.borrow().clone()).expect("the node's cores are set up before they serve")
 }
 
+/// The store holding `partition`'s metadata records on this core.
+fn meta_store(
+    cx: &Rc<CoreCx>,
+    partition: u32,
+    drives: usize,
+) -> Result<&tessera_engine::store::ShardStore<tessera_engine::io::glommio_io::GlommioIo>, Failure> {
+    let drive = meta_drive(partition, drives);
+    cx.stores
+        .get(drive)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| Failure(ErrorCode::Unavailable, format!("metadata drive {drive} is offline")))
+}
+
 /// The drive a partition's metadata records are stored on.
 fn meta_drive(partition: u32, drives: usize) -> usize {
     partition as usize % drives
@@ -840,12 +853,7 @@ async fn handle_meta(cx: &Rc<CoreCx>, drives: usize, req: Request) -> Result<Rep
                 (index.applied(partition), index.get(partition, &id).cloned())
             };
             let Some(summary) = found else { return Ok(Reply::Meta { applied, record: None }) };
-            let drive = meta_drive(partition, drives);
-            let store = cx
-                .stores
-                .get(drive)
-                .and_then(Option::as_ref)
-                .ok_or_else(|| Failure(ErrorCode::Unavailable, format!("metadata drive {drive} is offline")))?;
+            let store = meta_store(cx, partition, drives)?;
             let bytes = store.get(summary.store_key).await.map_err(store_failure)?;
             Ok(Reply::Meta { applied, record: Some(bytes.to_vec()) })
         }
@@ -854,12 +862,7 @@ async fn handle_meta(cx: &Rc<CoreCx>, drives: usize, req: Request) -> Result<Rep
                 let index = core.index.borrow();
                 (index.applied(partition), index.upload_parts(partition, &bucket, &key, &upload_id))
             };
-            let drive = meta_drive(partition, drives);
-            let store = cx
-                .stores
-                .get(drive)
-                .and_then(Option::as_ref)
-                .ok_or_else(|| Failure(ErrorCode::Unavailable, format!("metadata drive {drive} is offline")))?;
+            let store = meta_store(cx, partition, drives)?;
             let mut records = Vec::with_capacity(found.len());
             for (_, summary) in found {
                 records.push(store.get(summary.store_key).await.map_err(store_failure)?.to_vec());
