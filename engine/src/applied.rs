@@ -278,6 +278,34 @@ impl AppliedIndex {
             .collect()
     }
 
+    /// Upload records of `bucket` in `partition` (deletions included) whose key
+    /// starts with `prefix`, after (`after_key`, `after_upload`), in (key, upload
+    /// id) order, at most `limit`.
+    pub fn list_uploads(
+        &self,
+        partition: u32,
+        bucket: &str,
+        prefix: &str,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Vec<(String, String, Summary)> {
+        let Some(p) = self.parts.get(&partition) else { return vec![] };
+        let from = if after.0 < prefix { (prefix, "") } else { after };
+        let lower = MetaId::Upload { bucket: bucket.into(), key: from.0.into(), upload_id: from.1.into() };
+        p.entries
+            .range((Bound::Included(lower), Bound::Unbounded))
+            .map_while(|(id, s)| match id {
+                MetaId::Upload { bucket: b, key, upload_id } if b == bucket && key.starts_with(prefix) => {
+                    Some((key, upload_id, s))
+                }
+                _ => None,
+            })
+            .filter(|(k, u, _)| (k.as_str(), u.as_str()) > after)
+            .take(limit)
+            .map(|(k, u, s)| (k.clone(), u.clone(), s.clone()))
+            .collect()
+    }
+
     /// The part records of an upload (deletions included), by part number.
     pub fn upload_parts(&self, partition: u32, bucket: &str, key: &str, upload_id: &str) -> Vec<(u32, Summary)> {
         let Some(p) = self.parts.get(&partition) else { return vec![] };
@@ -377,7 +405,15 @@ mod tests {
         let parts: Vec<u32> = ix.upload_parts(0, "b", "k", "u").into_iter().map(|(n, _)| n).collect();
         assert_eq!(parts, [1, 2]);
         assert!(ix.upload_parts(0, "b", "k", "other").is_empty());
+        let listed = ix.list_uploads(0, "b", "", ("", ""), 10);
+        assert_eq!(
+            listed.iter().map(|(k, u, s)| (k.as_str(), u.as_str(), s.live)).collect::<Vec<_>>(),
+            [("k", "u", true)]
+        );
+        assert!(ix.list_uploads(0, "b", "", ("k", "u"), 10).is_empty(), "after the marker");
+        assert!(ix.list_uploads(0, "b", "x", ("", ""), 10).is_empty(), "another prefix");
         apply(&mut ix, 0, 3, &upload(false), &mut disk);
+        assert!(!ix.list_uploads(0, "b", "", ("", ""), 10)[0].2.live, "a closed upload is listed as a deletion");
         assert!(ix.referenced(0).is_empty(), "a closed upload's parts are garbage unless an object names them");
     }
 

@@ -655,6 +655,106 @@ impl ClusterClient {
             .collect())
     }
 
+    /// One partition's open uploads from a read quorum, merged per (key, upload
+    /// id) by version; `bound`: entries past it are unknown (an answer was cut).
+    async fn uploads_partition(
+        &self,
+        partition: u32,
+        bucket: &str,
+        prefix: &str,
+        after: (&str, &str),
+        limit: u32,
+    ) -> Result<(Vec<(String, String, i64)>, Option<(String, String)>), ClusterIoError> {
+        let (_, live, n) = self.live_set(partition)?;
+        let (_, r) = quorums(n);
+        let req = Request::MetaUploads {
+            partition,
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            after_key: after.0.into(),
+            after_upload_id: after.1.into(),
+            limit,
+        };
+        let answers = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, &req))).await;
+        let mut answered = 0;
+        let mut bound: Option<(String, String)> = None;
+        let mut merged: std::collections::BTreeMap<(String, String), MetaRecord> = Default::default();
+        for a in answers {
+            let Ok(Reply::Records { records, .. }) = a else { continue };
+            answered += 1;
+            let cut = records.len() >= limit as usize;
+            let mut last = None;
+            for bytes in records {
+                let rec = meta::decode(&bytes).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
+                let MetaEntry::Upload { key, upload_id, .. } = &rec.entry else { continue };
+                let id = (key.clone(), upload_id.clone());
+                last = Some(id.clone());
+                if merged.get(&id).is_none_or(|b| rec.version > b.version) {
+                    merged.insert(id, rec);
+                }
+            }
+            if let (true, Some(last)) = (cut, last) {
+                if bound.as_ref().is_none_or(|b| last < *b) {
+                    bound = Some(last);
+                }
+            }
+        }
+        if answered < r {
+            return Err(ClusterIoError::ReadQuorum(format!(
+                "listing uploads of partition {partition}: {answered} of {n} nodes answered, {r} needed"
+            )));
+        }
+        let open = merged
+            .into_iter()
+            .filter(|(id, _)| bound.as_ref().is_none_or(|b| id <= b))
+            .filter_map(|((k, u), rec)| match rec.entry {
+                MetaEntry::Upload { upload: Some(info), .. } => Some((k, u, info.initiated_ms)),
+                _ => None,
+            })
+            .collect();
+        Ok((open, bound))
+    }
+
+    /// Open uploads of `bucket` under `prefix` after `after` (key, upload id), in
+    /// that order, over every partition: at least `want` when there are that many.
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: (&str, &str),
+        want: usize,
+    ) -> Result<Vec<(String, String, i64)>, ClusterIoError> {
+        let partitions = self.topology().keyspace.partitions;
+        let limit = want.clamp(1, LIST_BATCH_MAX) as u32;
+        let mut out = Vec::new();
+        let mut cursor = (after.0.to_string(), after.1.to_string());
+        loop {
+            let answers = join_all(
+                (0..partitions)
+                    .map(|p| self.uploads_partition(p, bucket, prefix, (cursor.0.as_str(), cursor.1.as_str()), limit)),
+            )
+            .await;
+            let mut bound: Option<(String, String)> = None;
+            let mut batch = Vec::new();
+            for a in answers {
+                let (entries, b) = a?;
+                if let Some(b) = b {
+                    if bound.as_ref().is_none_or(|have| b < *have) {
+                        bound = Some(b);
+                    }
+                }
+                batch.extend(entries);
+            }
+            batch.retain(|(k, u, _)| bound.as_ref().is_none_or(|b| (k, u) <= (&b.0, &b.1)));
+            batch.sort();
+            out.extend(batch);
+            match bound {
+                Some(b) if out.len() < want => cursor = b,
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// Deletes `bucket/key` (a deletion record, ordered like any write).
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<u64, ClusterIoError> {
         self.commit_object(bucket, key, None).await

@@ -598,7 +598,8 @@ async fn handle(cx: &Rc<CoreCx>, shared: &NodeShared, req: Request) -> Reply {
         Request::MetaGet { partition, .. }
         | Request::MetaWait { partition, .. }
         | Request::MetaList { partition, .. }
-        | Request::MetaParts { partition, .. } => {
+        | Request::MetaParts { partition, .. }
+        | Request::MetaUploads { partition, .. } => {
             if *partition >= shared.partitions {
                 return Reply::error(
                     ErrorCode::BadRequest,
@@ -673,7 +674,8 @@ async fn handle(cx: &Rc<CoreCx>, shared: &NodeShared, req: Request) -> Reply {
                 Request::MetaGet { .. }
                 | Request::MetaWait { .. }
                 | Request::MetaList { .. }
-                | Request::MetaParts { .. } => {
+                | Request::MetaParts { .. }
+                | Request::MetaUploads { .. } => {
                     unreachable!("metadata requests are answered by handle_meta")
                 }
             }
@@ -865,6 +867,20 @@ async fn handle_meta(cx: &Rc<CoreCx>, drives: usize, req: Request) -> Result<Rep
             let store = meta_store(cx, partition, drives)?;
             let mut records = Vec::with_capacity(found.len());
             for (_, summary) in found {
+                records.push(store.get(summary.store_key).await.map_err(store_failure)?.to_vec());
+            }
+            Ok(Reply::Records { applied, records })
+        }
+        Request::MetaUploads { partition, bucket, prefix, after_key, after_upload_id, limit } => {
+            let (applied, found) = {
+                let index = core.index.borrow();
+                let after = (after_key.as_str(), after_upload_id.as_str());
+                let found = index.list_uploads(partition, &bucket, &prefix, after, limit.min(META_LIST_MAX) as usize);
+                (index.applied(partition), found)
+            };
+            let store = meta_store(cx, partition, drives)?;
+            let mut records = Vec::with_capacity(found.len());
+            for (_, _, summary) in found {
                 records.push(store.get(summary.store_key).await.map_err(store_failure)?.to_vec());
             }
             Ok(Reply::Records { applied, records })

@@ -68,6 +68,7 @@ pub enum Op {
     MetaWait = 21,
     MetaList = 22,
     MetaParts = 23,
+    MetaUploads = 24,
     Pong = 64,
     Ok = 65,
     Data = 66,
@@ -94,6 +95,7 @@ impl Op {
             21 => Op::MetaWait,
             22 => Op::MetaList,
             23 => Op::MetaParts,
+            24 => Op::MetaUploads,
             64 => Op::Pong,
             65 => Op::Ok,
             66 => Op::Data,
@@ -253,6 +255,17 @@ pub enum Request {
         bucket: String,
         key: String,
         upload_id: String,
+    },
+    /// Upload records of a bucket (deletions included) whose key starts with
+    /// `prefix`, after (`after_key`, `after_upload_id`), in that order; answered
+    /// with `Records`.
+    MetaUploads {
+        partition: u32,
+        bucket: String,
+        prefix: String,
+        after_key: String,
+        after_upload_id: String,
+        limit: u32,
     },
 }
 
@@ -470,6 +483,16 @@ impl Request {
                 put_str(&mut b, upload_id);
                 (Op::MetaParts, b)
             }
+            Request::MetaUploads { partition, bucket, prefix, after_key, after_upload_id, limit } => {
+                let mut b = Vec::new();
+                b.extend_from_slice(&partition.to_le_bytes());
+                put_str(&mut b, bucket);
+                put_str(&mut b, prefix);
+                put_str(&mut b, after_key);
+                put_str(&mut b, after_upload_id);
+                b.extend_from_slice(&limit.to_le_bytes());
+                (Op::MetaUploads, b)
+            }
         };
         let mut frame = Header::encode(op, id, body.len()).to_vec();
         frame.append(&mut body);
@@ -507,6 +530,14 @@ impl Request {
             Op::MetaParts => {
                 Request::MetaParts { partition: c.u32()?, bucket: c.str()?, key: c.str()?, upload_id: c.str()? }
             }
+            Op::MetaUploads => Request::MetaUploads {
+                partition: c.u32()?,
+                bucket: c.str()?,
+                prefix: c.str()?,
+                after_key: c.str()?,
+                after_upload_id: c.str()?,
+                limit: c.u32()?,
+            },
             other => return Err(WireError::Unexpected { got: other, expected: "a request" }),
         };
         c.end()?;
@@ -906,6 +937,14 @@ mod tests {
             limit: 1000,
         });
         roundtrip(Request::MetaParts { partition: 1, bucket: "b".into(), key: "k".into(), upload_id: "u1".into() });
+        roundtrip(Request::MetaUploads {
+            partition: 4,
+            bucket: "b".into(),
+            prefix: "v/".into(),
+            after_key: "v/a".into(),
+            after_upload_id: "u9".into(),
+            limit: 100,
+        });
     }
 
     #[test]

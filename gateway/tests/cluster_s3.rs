@@ -351,6 +351,9 @@ async fn nine_nodes_three_gateways_survive_three_failures_and_repair() {
             aws_sdk_s3::types::CompletedPart::builder().part_number(part_number).e_tag(out.e_tag().unwrap()).build(),
         );
     }
+    let uploads = g3.list_multipart_uploads().bucket(bucket).send().await.expect("list uploads");
+    let open: Vec<_> = uploads.uploads().iter().map(|u| (u.key(), u.upload_id())).collect();
+    assert_eq!(open, [(Some(mp_key), Some(upload_id.as_str()))], "the open upload, listed through gateway 3");
     let listed = g1.list_parts().bucket(bucket).key(mp_key).upload_id(&upload_id).send().await.expect("list parts");
     let sizes: Vec<_> = listed.parts().iter().map(|p| (p.part_number(), p.size())).collect();
     assert_eq!(sizes, [(Some(1), Some(5 << 20)), (Some(2), Some(3_000_000))]);
@@ -369,6 +372,8 @@ async fn nine_nodes_three_gateways_survive_three_failures_and_repair() {
     same(&part2.body.collect().await.unwrap().into_bytes(), &p2, "partNumber=2");
     let err = g3.list_parts().bucket(bucket).key(mp_key).upload_id(&upload_id).send().await.expect_err("completed");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404), "a completed upload is gone");
+    let uploads = g2.list_multipart_uploads().bucket(bucket).send().await.expect("list uploads");
+    assert!(uploads.uploads().is_empty(), "no upload open after the completion");
     // An aborted upload is gone from every gateway.
     let aborted = g1.create_multipart_upload().bucket(bucket).key("aborted").send().await.unwrap();
     let aborted_id = aborted.upload_id().unwrap();

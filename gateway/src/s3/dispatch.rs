@@ -372,13 +372,6 @@ pub async fn dispatch(
     req: Req,
 ) -> Result<(&'static str, Resp), (&'static str, S3Error)> {
     let op = ep.name();
-    if matches!(ep, Endpoint::ListMultipartUploads { .. }) && gw.cluster.is_some() {
-        return Err((
-            op,
-            S3Error::new(S3ErrorCode::NotImplemented)
-                .with_message("listing multipart uploads is not available in cluster mode yet"),
-        ));
-    }
     let r = match ep {
         Endpoint::ListBuckets => buckets::list_buckets(gw).await,
         Endpoint::CreateBucket { bucket } => buckets::create_bucket(gw, req, &bucket).await,

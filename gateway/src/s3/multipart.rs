@@ -337,7 +337,22 @@ pub async fn list_uploads(gw: &Rc<Gateway>, req: &Req, bucket: &str) -> Result<R
             .ok_or_else(|| S3Error::invalid_argument("Provided max-uploads not an integer", "max-uploads", &v))?,
     };
     let mut all = Vec::new();
-    for core in 0..gw.cx.handle.cores() {
+    if let Some(c) = &gw.cluster {
+        // A key marker alone skips every upload of that key.
+        let after = match (key_marker.is_empty(), upload_id_marker.is_empty()) {
+            (true, _) => ("", ""),
+            (false, true) => (key_marker.as_str(), "\u{10FFFF}"),
+            (false, false) => (key_marker.as_str(), upload_id_marker.as_str()),
+        };
+        let found = c.client.list_uploads(bucket, &prefix, after, max + 1).await.map_err(super::cluster::io_error)?;
+        all.extend(found.into_iter().map(|(key, upload_id, initiated_ms)| tessera_engine::object::UploadSummary {
+            key,
+            upload_id,
+            initiated_ms,
+        }));
+    }
+    let cores = if gw.cluster.is_some() { 0 } else { gw.cx.handle.cores() };
+    for core in 0..cores {
         let (b, p, km, um) = (bucket.to_string(), prefix.clone(), key_marker.clone(), upload_id_marker.clone());
         let v = gw
             .cx
