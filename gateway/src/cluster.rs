@@ -223,8 +223,10 @@ impl Cluster {
 
     /// Creates the cluster: its code and partition count, fixed from now on.
     pub async fn init(&mut self, k: u32, m: u32, partitions: u32) -> ClusterResult<ClusterConfig> {
-        if k == 0 || m == 0 || k + m > 256 {
-            return Err(ClusterError::Invalid(format!("code {k}+{m}: k and m at least 1, k + m at most 256")));
+        // An extent records its missing slots in a 64-bit map.
+        let slots_max = crate::cluster_client::SLOTS_MAX as u32;
+        if k == 0 || m == 0 || k + m > slots_max {
+            return Err(ClusterError::Invalid(format!("code {k}+{m}: k and m at least 1, k + m at most {slots_max}")));
         }
         if partitions == 0 || partitions > 1 << 16 {
             return Err(ClusterError::Invalid(format!("partitions {partitions}: 1..=65536")));

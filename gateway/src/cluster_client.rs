@@ -69,8 +69,8 @@ pub enum ClusterIoError {
     Unreadable(String),
     #[error("no placement yet: the cluster has fewer than k + m members")]
     NoPlacement,
-    #[error("unsupported: {0}")]
-    Unsupported(String),
+    #[error("cluster config: {0}")]
+    BadConfig(String),
 }
 
 /// What a gateway knows of the cluster, refreshed from etcd.
@@ -256,7 +256,8 @@ impl ClusterClient {
         let t = self.topology();
         let n = t.k + t.m;
         if n > SLOTS_MAX {
-            return Err(ClusterIoError::Unsupported(format!(
+            // `cluster init` refuses such a code; this guards a config written otherwise.
+            return Err(ClusterIoError::BadConfig(format!(
                 "code {}+{}: extents record at most {SLOTS_MAX} slots",
                 t.k, t.m
             )));
@@ -554,34 +555,36 @@ impl ClusterClient {
                 "group {group} of partition {partition}: {have} pieces readable, {k} needed"
             )));
         }
-        let mut codec =
-            new_codec(CodecKind::ReedSolomonSimd, k, m).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
+        // Missing data shards are decoded in place, into zeroed stand-ins for their
+        // pieces; the bytes then go out straight from the data slots' pieces.
+        let present: Vec<bool> = pieces.iter().map(Option::is_some).collect();
+        let mut pieces: Vec<Vec<u8>> = pieces.into_iter().map(|p| p.unwrap_or_else(|| vec![0u8; len])).collect();
+        let mut codec = None;
         let mut at = 0;
         for s in s0..=s1 {
             let sl = stripe_len(s) as usize;
             let shard = shard_len(sl, k);
-            let present: Vec<bool> = pieces.iter().map(Option::is_some).collect();
-            let mut data = vec![0u8; shard * k];
-            if present.iter().take(k).all(|p| *p) {
-                for (i, d) in data.chunks_mut(shard).enumerate() {
-                    d.copy_from_slice(&pieces[i].as_ref().expect("present")[at..at + shard]);
-                }
-            } else {
-                let mut shards: Vec<Vec<u8>> = pieces
-                    .iter()
-                    .map(|p| p.as_ref().map_or_else(|| vec![0u8; shard], |p| p[at..at + shard].to_vec()))
-                    .collect();
-                let mut refs: Vec<&mut [u8]> = shards.iter_mut().map(|s| s.as_mut_slice()).collect();
+            if present.iter().take(k).any(|p| !p) {
+                let codec = match &mut codec {
+                    Some(c) => c,
+                    None => codec.insert(
+                        new_codec(CodecKind::ReedSolomonSimd, k, m)
+                            .map_err(|e| ClusterIoError::Unreadable(e.to_string()))?,
+                    ),
+                };
+                let mut refs: Vec<&mut [u8]> = pieces.iter_mut().map(|p| &mut p[at..at + shard]).collect();
                 codec.reconstruct_data(&mut refs, &present).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
-                for (i, d) in data.chunks_mut(shard).enumerate() {
-                    d.copy_from_slice(&shards[i]);
+            }
+            // The stripe's bytes, cut to the span: data shard i holds stripe bytes
+            // i * shard .. (i + 1) * shard.
+            let base = s * stripe_bytes;
+            let (a, b) = ((start.max(base) - base) as usize, (end.min(base + sl as u64) - base) as usize);
+            for (i, piece) in pieces.iter().take(k).enumerate() {
+                let (lo, hi) = (a.max(i * shard), b.min((i + 1) * shard));
+                if lo < hi {
+                    out.extend_from_slice(&piece[at + lo - i * shard..at + hi - i * shard]);
                 }
             }
-            // The stripe's bytes, cut to the span.
-            let base = s * stripe_bytes;
-            let a = start.max(base) - base;
-            let b = end.min(base + sl as u64) - base;
-            out.extend_from_slice(&data[a as usize..b as usize]);
             at += shard;
         }
         Ok(())
@@ -655,66 +658,6 @@ impl ClusterClient {
             .collect())
     }
 
-    /// One partition's open uploads from a read quorum, merged per (key, upload
-    /// id) by version; `bound`: entries past it are unknown (an answer was cut).
-    async fn uploads_partition(
-        &self,
-        partition: u32,
-        bucket: &str,
-        prefix: &str,
-        after: (&str, &str),
-        limit: u32,
-    ) -> Result<(Vec<(String, String, i64)>, Option<(String, String)>), ClusterIoError> {
-        let (_, live, n) = self.live_set(partition)?;
-        let (_, r) = quorums(n);
-        let req = Request::MetaUploads {
-            partition,
-            bucket: bucket.into(),
-            prefix: prefix.into(),
-            after_key: after.0.into(),
-            after_upload_id: after.1.into(),
-            limit,
-        };
-        let answers = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, &req))).await;
-        let mut answered = 0;
-        let mut bound: Option<(String, String)> = None;
-        let mut merged: std::collections::BTreeMap<(String, String), MetaRecord> = Default::default();
-        for a in answers {
-            let Ok(Reply::Records { records, .. }) = a else { continue };
-            answered += 1;
-            let cut = records.len() >= limit as usize;
-            let mut last = None;
-            for bytes in records {
-                let rec = meta::decode(&bytes).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
-                let MetaEntry::Upload { key, upload_id, .. } = &rec.entry else { continue };
-                let id = (key.clone(), upload_id.clone());
-                last = Some(id.clone());
-                if merged.get(&id).is_none_or(|b| rec.version > b.version) {
-                    merged.insert(id, rec);
-                }
-            }
-            if let (true, Some(last)) = (cut, last) {
-                if bound.as_ref().is_none_or(|b| last < *b) {
-                    bound = Some(last);
-                }
-            }
-        }
-        if answered < r {
-            return Err(ClusterIoError::ReadQuorum(format!(
-                "listing uploads of partition {partition}: {answered} of {n} nodes answered, {r} needed"
-            )));
-        }
-        let open = merged
-            .into_iter()
-            .filter(|(id, _)| bound.as_ref().is_none_or(|b| id <= b))
-            .filter_map(|((k, u), rec)| match rec.entry {
-                MetaEntry::Upload { upload: Some(info), .. } => Some((k, u, info.initiated_ms)),
-                _ => None,
-            })
-            .collect();
-        Ok((open, bound))
-    }
-
     /// Open uploads of `bucket` under `prefix` after `after` (key, upload id), in
     /// that order, over every partition: at least `want` when there are that many.
     pub async fn list_uploads(
@@ -724,91 +667,35 @@ impl ClusterClient {
         after: (&str, &str),
         want: usize,
     ) -> Result<Vec<(String, String, i64)>, ClusterIoError> {
-        let partitions = self.topology().keyspace.partitions;
-        let limit = want.clamp(1, LIST_BATCH_MAX) as u32;
-        let mut out = Vec::new();
-        let mut cursor = (after.0.to_string(), after.1.to_string());
-        loop {
-            let answers = join_all(
-                (0..partitions)
-                    .map(|p| self.uploads_partition(p, bucket, prefix, (cursor.0.as_str(), cursor.1.as_str()), limit)),
-            )
-            .await;
-            let mut bound: Option<(String, String)> = None;
-            let mut batch = Vec::new();
-            for a in answers {
-                let (entries, b) = a?;
-                if let Some(b) = b {
-                    if bound.as_ref().is_none_or(|have| b < *have) {
-                        bound = Some(b);
-                    }
+        let request = |partition, cursor: &(String, String), limit| Request::MetaUploads {
+            partition,
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            after_key: cursor.0.clone(),
+            after_upload_id: cursor.1.clone(),
+            limit,
+        };
+        let entries = |reply| {
+            let Reply::Records { records, .. } = reply else { return Ok(None) };
+            let mut out = Vec::with_capacity(records.len());
+            for bytes in records {
+                let rec = meta::decode(&bytes).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
+                if let MetaEntry::Upload { key, upload_id, upload, .. } = rec.entry {
+                    let initiated_ms = upload.as_ref().map_or(0, |u| u.initiated_ms);
+                    let live = upload.is_some();
+                    out.push(Entry { id: (key, upload_id), version: rec.version, live, item: initiated_ms });
                 }
-                batch.extend(entries);
             }
-            batch.retain(|(k, u, _)| bound.as_ref().is_none_or(|b| (k, u) <= (&b.0, &b.1)));
-            batch.sort();
-            out.extend(batch);
-            match bound {
-                Some(b) if out.len() < want => cursor = b,
-                _ => return Ok(out),
-            }
-        }
+            Ok(Some(out))
+        };
+        let after = (after.0.to_string(), after.1.to_string());
+        let (found, _) = self.list_merged(after, want, request, entries).await?;
+        Ok(found.into_iter().map(|((k, u), initiated)| (k, u, initiated)).collect())
     }
 
     /// Deletes `bucket/key` (a deletion record, ordered like any write).
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<u64, ClusterIoError> {
         self.commit_object(bucket, key, None).await
-    }
-
-    /// One partition's listing from a read quorum of its set, merged: per key the
-    /// highest version (deletions included). `bound`: entries past it are unknown
-    /// (some node's answer was cut at `limit`).
-    async fn list_partition(
-        &self,
-        partition: u32,
-        bucket: &str,
-        prefix: &str,
-        after: &str,
-        limit: u32,
-    ) -> Result<(Vec<Listed>, Option<String>), ClusterIoError> {
-        let (_, live, n) = self.live_set(partition)?;
-        let (_, r) = quorums(n);
-        let req = Request::MetaList {
-            partition,
-            bucket: bucket.into(),
-            prefix: prefix.into(),
-            start_after: after.into(),
-            limit,
-        };
-        let answers = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, &req))).await;
-        let mut answered = 0;
-        let mut bound: Option<String> = None;
-        let mut merged: std::collections::BTreeMap<String, Listed> = Default::default();
-        for a in answers {
-            let Ok(Reply::Listing { entries, .. }) = a else { continue };
-            answered += 1;
-            if entries.len() >= limit as usize {
-                let last = entries.last().expect("limit > 0").key.clone();
-                if bound.as_ref().is_none_or(|b| last < *b) {
-                    bound = Some(last);
-                }
-            }
-            for e in entries {
-                match merged.get(&e.key) {
-                    Some(have) if have.version >= e.version => {}
-                    _ => {
-                        merged.insert(e.key.clone(), e);
-                    }
-                }
-            }
-        }
-        if answered < r {
-            return Err(ClusterIoError::ReadQuorum(format!(
-                "listing partition {partition}: {answered} of {n} nodes answered, {r} needed"
-            )));
-        }
-        let entries = merged.into_values().filter(|e| bound.as_ref().is_none_or(|b| e.key <= *b)).collect();
-        Ok((entries, bound))
     }
 
     /// Live objects of `bucket` under `prefix` after `after`, in key order, from
@@ -821,27 +708,87 @@ impl ClusterClient {
         after: &str,
         want: usize,
     ) -> Result<(Vec<Listed>, bool), ClusterIoError> {
+        let request = |partition, cursor: &String, limit| Request::MetaList {
+            partition,
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            start_after: cursor.clone(),
+            limit,
+        };
+        let entries = |reply| match reply {
+            Reply::Listing { entries, .. } => Ok(Some(
+                entries
+                    .into_iter()
+                    .map(|e| Entry { id: e.key.clone(), version: e.version, live: e.live, item: e })
+                    .collect(),
+            )),
+            _ => Ok(None),
+        };
+        let (found, more) = self.list_merged(after.to_string(), want, request, entries).await?;
+        Ok((found.into_iter().map(|(_, e)| e).collect(), more))
+    }
+
+    /// A listing over every partition. Each partition's read quorum answers
+    /// `request(partition, cursor, limit)`; `entries` reads an answer. Per id the
+    /// highest version wins (a deletion outvotes a stale node's live entry). An
+    /// answer cut at `limit` leaves what follows its last id unknown, so the batch
+    /// stops at the smallest such id and the next batch starts there, until `want`
+    /// live entries or the end. Returns them in id order, and whether more may follow.
+    async fn list_merged<K: Ord + Clone, T>(
+        &self,
+        after: K,
+        want: usize,
+        request: impl Fn(u32, &K, u32) -> Request,
+        entries: impl Fn(Reply) -> Result<Option<Vec<Entry<K, T>>>, ClusterIoError>,
+    ) -> Result<(Vec<(K, T)>, bool), ClusterIoError> {
         let partitions = self.topology().keyspace.partitions;
-        let limit = (want.clamp(1, LIST_BATCH_MAX)) as u32;
+        let limit = want.clamp(1, LIST_BATCH_MAX) as u32;
         let mut out = Vec::new();
-        let mut cursor = after.to_string();
+        let mut cursor = after;
         loop {
-            let answers =
-                join_all((0..partitions).map(|p| self.list_partition(p, bucket, prefix, &cursor, limit))).await;
-            let mut bound: Option<String> = None;
-            let mut batch = Vec::new();
+            let answers = join_all((0..partitions).map(|p| {
+                let req = request(p, &cursor, limit);
+                async move {
+                    let (_, live, n) = self.live_set(p)?;
+                    let replies = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, &req))).await;
+                    Ok::<_, ClusterIoError>((p, n, replies))
+                }
+            }))
+            .await;
+            let mut bound: Option<K> = None;
+            let mut merged: std::collections::BTreeMap<K, Entry<K, T>> = Default::default();
             for a in answers {
-                let (entries, b) = a?;
-                if let Some(b) = b {
-                    if bound.as_ref().is_none_or(|have| b < *have) {
-                        bound = Some(b);
+                let (p, n, replies) = a?;
+                let (_, r) = quorums(n);
+                let mut answered = 0;
+                for reply in replies.into_iter().flatten() {
+                    let Some(list) = entries(reply)? else { continue };
+                    answered += 1;
+                    if list.len() >= limit as usize {
+                        let last = list.last().expect("limit > 0").id.clone();
+                        if bound.as_ref().is_none_or(|b| last < *b) {
+                            bound = Some(last);
+                        }
+                    }
+                    for e in list {
+                        if merged.get(&e.id).is_none_or(|have| e.version > have.version) {
+                            merged.insert(e.id.clone(), e);
+                        }
                     }
                 }
-                batch.extend(entries);
+                if answered < r {
+                    return Err(ClusterIoError::ReadQuorum(format!(
+                        "listing partition {p}: {answered} of {n} nodes answered, {r} needed"
+                    )));
+                }
             }
-            batch.retain(|e| bound.as_ref().is_none_or(|b| e.key <= *b));
-            batch.sort_by(|a, b| a.key.cmp(&b.key));
-            out.extend(batch.into_iter().filter(|e| e.live));
+            out.extend(
+                merged
+                    .into_values()
+                    .take_while(|e| bound.as_ref().is_none_or(|b| e.id <= *b))
+                    .filter(|e| e.live)
+                    .map(|e| (e.id, e.item)),
+            );
             match bound {
                 None => return Ok((out, false)),
                 Some(_) if out.len() >= want => return Ok((out, true)),
@@ -849,6 +796,14 @@ impl ClusterClient {
             }
         }
     }
+}
+
+/// One entry of a node's listing answer, for [`ClusterClient::list_merged`].
+struct Entry<K, T> {
+    id: K,
+    version: u64,
+    live: bool,
+    item: T,
 }
 
 /// Entries a listing asks of each node at once.

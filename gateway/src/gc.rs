@@ -76,9 +76,11 @@ async fn pass(cx: &Rc<CoreCx>, partitions: &[u32], grace: Duration) {
     }
     // Only the orphans still there are remembered: the map stays bounded.
     SEEN.with(|s| *s.borrow_mut() = orphans);
+    let mut named_now: HashMap<u32, std::collections::HashSet<u128>> = HashMap::new();
     for (drive, key) in due {
         // Named since the walk? (its commit was applied meanwhile)
-        if crate::node::referenced(key.partition).contains(&key.object) {
+        let named = named_now.entry(key.partition).or_insert_with(|| crate::node::referenced(key.partition));
+        if named.contains(&key.object) {
             continue;
         }
         let Some(store) = cx.stores.get(drive).and_then(Option::as_ref) else { continue };

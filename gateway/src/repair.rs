@@ -148,6 +148,11 @@ async fn work(cx: Rc<CoreCx>, r: Rc<Repairs>) {
             glommio::timer::sleep(IDLE).await;
             continue;
         };
+        // Replaced, deleted or aborted since: nothing to rebuild (and nothing to retry).
+        if !crate::node::referenced(job.partition).contains(&job.extent.data_id) {
+            r.stats.borrow_mut().jobs_done += 1;
+            continue;
+        }
         match run(&cx, &r, &job).await {
             Ok(rebuilt) => {
                 let mut s = r.stats.borrow_mut();

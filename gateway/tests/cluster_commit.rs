@@ -5,7 +5,7 @@
 //! it comes back; a bad record is skipped without stalling its partition.
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tessera_engine::applied::MetaId;
@@ -16,62 +16,39 @@ use tessera_gateway::wire::{Client, ErrorCode, Reply, Request};
 
 #[path = "common/etcd.rs"]
 mod etcd;
+#[path = "common/proc.rs"]
+mod proc;
 #[path = "common/tansu.rs"]
 mod tansu;
 use etcd::{free_port, Etcd};
+use proc::Proc;
 use tansu::Tansu;
 
 const SECRET: &str = "commit-test-cluster-secret-42";
 const PARTITIONS: u32 = 8;
 const BUCKET: &str = "media";
 
+/// A node process, SIGKILLed on drop (a crash, not a clean stop).
 struct Node {
-    child: Child,
+    _proc: Proc,
     addr: SocketAddr,
 }
 
 impl Node {
     fn start(etcd: &Etcd, kafka: &Tansu, id: &str, data: &Path, addr: SocketAddr) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["node", "--etcd", &etcd.url, "--kafka", &kafka.brokers, "--id", id, "--cores", "2", "--no-pin"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.args(["node", "--etcd", &etcd.url, "--kafka", &kafka.brokers, "--id", id, "--cores", "2", "--no-pin"])
             .arg("--data")
             .arg(data)
             .args(["--listen", &addr.to_string(), "--segment-mib", "16", "--io-memory", "4194304"])
             .args(["--lease-secs", "2"])
-            .env("TESSERA_CLUSTER_SECRET", SECRET)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tessera node");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(l) if l == "ready" => break,
-                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("node {id} exited before ready"),
-            }
-            assert!(Instant::now() < deadline, "node {id} not ready within 60 s");
-        }
-        Node { child, addr }
+            .env("TESSERA_CLUSTER_SECRET", SECRET);
+        let log = data.with_extension("log");
+        Node { _proc: Proc::start_ready(cmd, log, &format!("node {id}")), addr }
     }
 
     fn client(&self) -> Client {
         Client::connect(self.addr, SECRET.as_bytes(), Duration::from_secs(40)).expect("connect")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill(); // SIGKILL: a crash, not a clean stop
-        let _ = self.child.wait();
     }
 }
 

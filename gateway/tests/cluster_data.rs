@@ -6,7 +6,7 @@
 //! quorum k); more than m down fails fast and returns nothing partial.
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -16,53 +16,28 @@ use tessera_gateway::kafka::KafkaLog;
 
 #[path = "common/etcd.rs"]
 mod etcd;
+#[path = "common/proc.rs"]
+mod proc;
 #[path = "common/tansu.rs"]
 mod tansu;
 use etcd::{free_port, Etcd};
+use proc::Proc;
 use tansu::Tansu;
 
 const SECRET: &str = "data-path-test-secret-0123456789";
 
-struct Node {
-    child: Child,
-}
+/// A node process, SIGKILLed on drop.
+type Node = Proc;
 
 fn start_node(etcd: &Etcd, kafka: &Tansu, id: &str, data: &Path, addr: SocketAddr) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["node", "--etcd", &etcd.url, "--kafka", &kafka.brokers, "--id", id, "--drives", "2"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(["node", "--etcd", &etcd.url, "--kafka", &kafka.brokers, "--id", id, "--drives", "2"])
         .args(["--cores", "2", "--no-pin", "--segment-mib", "32", "--io-memory", "4194304", "--lease-secs", "2"])
         .arg("--data")
         .arg(data)
         .args(["--listen", &addr.to_string()])
-        .env("TESSERA_CLUSTER_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tessera node");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(l) if l == "ready" => return Node { child },
-            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("node {id} exited before ready"),
-        }
-        assert!(Instant::now() < deadline, "node {id} not ready within 60 s");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        .env("TESSERA_CLUSTER_SECRET", SECRET);
+    Proc::start_ready(cmd, data.with_extension("log"), &format!("node {id}"))
 }
 
 fn topology(etcd: &Etcd) -> Topology {

@@ -48,7 +48,7 @@ async fn init_add_nodes_liveness_and_status() {
     // Bad input and a second init are refused, and change nothing.
     let (ok, _, err) = tessera(&etcd, &["init"]);
     assert!(!ok && err.contains("already initialised"), "{err}");
-    for bad in [["--code", "6-3"], ["--code", "6+0"]] {
+    for bad in [["--code", "6-3"], ["--code", "6+0"], ["--code", "60+5"]] {
         let (ok, _, err) = tessera(&etcd, &["init", bad[0], bad[1], "--cluster", "other"]);
         assert!(!ok && err.contains("code"), "{bad:?}: {err}");
     }

@@ -14,10 +14,8 @@
 //!   every gateway agrees on;
 //! * a multipart upload whose steps go through different gateways;
 //! * a gateway killed mid-upload leaves no object, and its pieces are collected.
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -34,9 +32,12 @@ use tessera_gateway::wire::{self, Reply, Request};
 
 #[path = "common/etcd.rs"]
 mod etcd;
+#[path = "common/proc.rs"]
+mod proc;
 #[path = "common/tansu.rs"]
 mod tansu;
 use etcd::{free_port, Etcd};
+use proc::Proc;
 use tansu::Tansu;
 
 const SECRET: &str = "cluster-s3-test-secret-0123456789";
@@ -45,63 +46,6 @@ const SECRET_KEY: &str = "cluster-test-secret-key-0123456789";
 const CLUSTER: &str = "s3test";
 const NODES: usize = 9;
 const GATEWAYS: usize = 3;
-const READY_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// A started process whose stdout is watched for "ready"; killed on drop.
-struct Proc {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn start(mut cmd: Command, log: PathBuf) -> Proc {
-        let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let mut child = cmd.stdout(Stdio::piped()).stderr(err).spawn().expect("start tessera");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Proc { child, lines, log }
-    }
-
-    fn wait_ready(&mut self, what: &str) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{what} exited ({status}) before it was ready:\n{}", self.log_tail());
-            }
-            match self.lines.recv_timeout(Duration::from_millis(200)) {
-                Ok(l) if l == "ready" => return,
-                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-            assert!(Instant::now() < deadline, "{what} not ready after {READY_TIMEOUT:?}:\n{}", self.log_tail());
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 struct ClusterUnderTest {
     etcd: Etcd,

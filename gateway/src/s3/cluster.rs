@@ -50,10 +50,10 @@ fn control_error(e: impl std::fmt::Display) -> S3Error {
 }
 
 /// The S3 error for a cluster failure: 503 with the reason, so clients retry and
-/// operators see why.
+/// operators see why (500 for a cluster config this build cannot serve).
 pub fn io_error(e: ClusterIoError) -> S3Error {
     match e {
-        ClusterIoError::Unsupported(m) => S3Error::new(S3ErrorCode::NotImplemented).with_message(m),
+        e @ ClusterIoError::BadConfig(_) => S3Error::new(S3ErrorCode::InternalError).with_message(e.to_string()),
         e => S3Error::new(S3ErrorCode::ServiceUnavailable).with_message(e.to_string()),
     }
 }
@@ -299,15 +299,21 @@ pub async fn read(
     if segments.is_empty() {
         return Ok((out, plan, None));
     }
-    if let DataLayout::Inline(all) = &info.data {
-        let mut b = bytes::BytesMut::with_capacity(plan.body_len() as usize);
-        for seg in &segments {
-            match seg {
-                Segment::Literal(l) => b.extend_from_slice(l),
-                Segment::Data { start, end } => b.extend_from_slice(&all[*start as usize..*end as usize]),
+    if let DataLayout::Inline(all) = info.data {
+        let all = Bytes::from(all);
+        let body = match segments.as_slice() {
+            [Segment::Data { start, end }] => all.slice(*start as usize..*end as usize),
+            segs => {
+                let mut b = bytes::BytesMut::with_capacity(plan.body_len() as usize);
+                for seg in segs {
+                    match seg {
+                        Segment::Literal(l) => b.extend_from_slice(l),
+                        Segment::Data { start, end } => b.extend_from_slice(&all[*start as usize..*end as usize]),
+                    }
+                }
+                b.freeze()
             }
-        }
-        let body = b.freeze();
+        };
         if direct {
             return Ok((out, plan, Some(body)));
         }
