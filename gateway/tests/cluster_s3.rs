@@ -499,3 +499,34 @@ async fn pieces_of_partition(
     }
     out
 }
+
+/// `tessera gateway` started wrongly exits with a message that says what to fix.
+#[test]
+fn a_gateway_refuses_bad_starts_with_clear_errors() {
+    let etcd = Etcd::start();
+    let run = |cluster: &str, env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.args(["gateway", "--etcd", &etcd.url, "--cluster", cluster, "--kafka", "127.0.0.1:1"])
+            .args(["--listen", &format!("127.0.0.1:{}", free_port()), "--cores", "1", "--no-pin"])
+            .env_remove("TESSERA_ACCESS_KEY")
+            .env_remove("TESSERA_SECRET_KEY")
+            .env_remove("TESSERA_CLUSTER_SECRET");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run tessera gateway");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let keys = [("TESSERA_ACCESS_KEY", ACCESS_KEY), ("TESSERA_SECRET_KEY", SECRET_KEY)];
+    let all = [keys[0], keys[1], ("TESSERA_CLUSTER_SECRET", SECRET)];
+    let (ok, err) = run(CLUSTER, &keys);
+    assert!(!ok && err.contains("TESSERA_CLUSTER_SECRET"), "no cluster secret: {err}");
+    let (ok, err) = run(CLUSTER, &[("TESSERA_CLUSTER_SECRET", SECRET)]);
+    assert!(!ok && err.contains("TESSERA_ACCESS_KEY"), "no S3 keys: {err}");
+    let (ok, err) = run(CLUSTER, &[all[0], ("TESSERA_SECRET_KEY", "short"), all[2]]);
+    assert!(!ok && err.contains("secret key"), "a bad S3 secret key: {err}");
+    let (ok, err) = run(CLUSTER, &all);
+    assert!(!ok && err.contains("not initialised"), "no cluster in etcd: {err}");
+    let (ok, err) = run("Bad Name!", &all);
+    assert!(!ok && err.to_lowercase().contains("cluster"), "a bad cluster name: {err}");
+}
