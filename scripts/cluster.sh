@@ -10,7 +10,8 @@
 #   scripts/cluster.sh status          `tessera cluster status` and which processes run
 #   scripts/cluster.sh env             export lines: TESSERA_GATEWAYS, AWS_* keys, ...
 #   scripts/cluster.sh kill-node N     SIGKILL node N (1..9)
-#   scripts/cluster.sh start-node N    start node N again on its data
+#   scripts/cluster.sh start-node N    start node N again on its data; N=10 adds a 10th
+#                                      node (127.0.0.20:7000): the placement moves to it
 #
 # State (pids, logs, data, keys) lives in $TESSERA_CLUSTER_DIR (/tmp/tessera-cluster).
 # The binary: $TESSERA_BIN, else the debug build in $CARGO_TARGET_DIR, built if missing.
@@ -34,7 +35,7 @@ GATEWAYS=3
 CLUSTER="${TESSERA_CLUSTER_NAME:-local}"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -275,13 +276,14 @@ cmd_status() {
     "$BIN" cluster status --etcd "$ETCD" --cluster "$CLUSTER" || true
     local i
     for ((i = 1; i <= NODES; i++)); do proc_line "node$i" "$STATE/node$i.pid"; done
+    if [ -d "$STATE/node10" ]; then proc_line node10 "$STATE/node10.pid"; fi
     for ((i = 1; i <= GATEWAYS; i++)); do proc_line "gateway$i" "$STATE/gateway$i.pid"; done
     proc_line tansu "$STATE/tansu.pid"
     proc_line etcd "$STATE/etcd.pid"
 }
 
 node_arg() {
-    [[ "${1:-}" =~ ^[1-9]$ ]] || die "node number 1..$NODES expected, not '${1:-}'"
+    [[ "${1:-}" =~ ^([1-9]|10)$ ]] || die "node number 1..$NODES (or 10, a node added) expected, not '${1:-}'"
 }
 
 cmd_kill_node() {

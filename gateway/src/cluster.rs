@@ -26,6 +26,8 @@ use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp
 use serde::{Deserialize, Serialize};
 use tessera_engine::placement::{self, NodeSpec, Placement, Slot};
 
+use crate::cluster_client::{Move, MovePhase, MOVE_FENCE};
+
 /// Connection attempts give up after this long (an unreachable etcd is an error
 /// the operator should see quickly).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,32 +93,91 @@ struct StoredPlacement {
     k: u32,
     m: u32,
     sets: Vec<Vec<(String, u32)>>,
+    /// The placement being moved to, and how far the move is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    moving: Option<StoredMove>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredMove {
+    version: u64,
+    phase: MovePhase,
+    sets: Vec<Vec<(String, u32)>>,
+}
+
+fn stored_sets(p: &Placement) -> Vec<Vec<(String, u32)>> {
+    p.sets.iter().map(|s| s.iter().map(|x| (x.node.clone(), x.drive)).collect()).collect()
+}
+
+fn placement_of(version: u64, k: u32, m: u32, sets: Vec<Vec<(String, u32)>>) -> Placement {
+    Placement {
+        version,
+        k,
+        m,
+        sets: sets.into_iter().map(|set| set.into_iter().map(|(node, drive)| Slot { node, drive }).collect()).collect(),
+    }
+}
+
+impl StoredPlacement {
+    fn new(current: &Placement, moving: Option<&Move>) -> Self {
+        StoredPlacement {
+            version: current.version,
+            k: current.k,
+            m: current.m,
+            sets: stored_sets(current),
+            moving: moving.map(|mv| StoredMove {
+                version: mv.target.version,
+                phase: mv.phase,
+                sets: stored_sets(&mv.target),
+            }),
+        }
+    }
+
+    fn layout(self) -> (Placement, Option<Move>) {
+        let (k, m) = (self.k, self.m);
+        let moving = self.moving.map(|mv| Move { target: placement_of(mv.version, k, m, mv.sets), phase: mv.phase });
+        (placement_of(self.version, k, m, self.sets), moving)
+    }
 }
 
 impl From<&Placement> for StoredPlacement {
     fn from(p: &Placement) -> Self {
-        StoredPlacement {
-            version: p.version,
-            k: p.k,
-            m: p.m,
-            sets: p.sets.iter().map(|s| s.iter().map(|x| (x.node.clone(), x.drive)).collect()).collect(),
-        }
+        StoredPlacement::new(p, None)
     }
 }
 
 impl From<StoredPlacement> for Placement {
     fn from(s: StoredPlacement) -> Self {
-        Placement {
-            version: s.version,
-            k: s.k,
-            m: s.m,
-            sets: s
-                .sets
-                .into_iter()
-                .map(|set| set.into_iter().map(|(node, drive)| Slot { node, drive }).collect())
-                .collect(),
+        s.layout().0
+    }
+}
+
+/// The slots a move gives to each node that did not hold them: node → (partition, slot).
+pub fn incoming(current: &Placement, target: &Placement) -> BTreeMap<String, Vec<(u32, usize)>> {
+    let mut out: BTreeMap<String, Vec<(u32, usize)>> = BTreeMap::new();
+    for (p, (cur, tgt)) in current.sets.iter().zip(&target.sets).enumerate() {
+        for (slot, t) in tgt.iter().enumerate() {
+            if cur.get(slot).map(|c| &c.node) != Some(&t.node) {
+                out.entry(t.node.clone()).or_default().push((p as u32, slot));
+            }
         }
     }
+    out
+}
+
+/// The placement the members call for, moved from `current` as little as
+/// possible; `None` when `current` places exactly the members (a move is for a
+/// change of members only: recomputing a balanced placement may shuffle a slot,
+/// and that is no reason to move data).
+fn planned(current: &Placement, members: &[Member], partitions: u32) -> ClusterResult<Option<Placement>> {
+    let placed: std::collections::BTreeSet<&str> = current.sets.iter().flatten().map(|s| s.node.as_str()).collect();
+    if placed == members.iter().map(|m| m.id.as_str()).collect() {
+        return Ok(None);
+    }
+    let nodes: Vec<NodeSpec> =
+        members.iter().map(|m| NodeSpec { id: m.id.clone(), zone: m.zone.clone(), drives: m.drives }).collect();
+    let next = placement::compute(Some(current), &nodes, partitions, current.k, current.m)?;
+    Ok((next.sets != current.sets).then_some(next))
 }
 
 /// A member's liveness record (under its lease).
@@ -134,6 +195,8 @@ pub struct Status {
     pub config: ClusterConfig,
     pub members: Vec<MemberStatus>,
     pub placement_version: Option<u64>,
+    /// The placement move in progress, if any.
+    pub moving: Option<MoveStatus>,
     /// Partitions with at least one slot on a member that is down.
     pub degraded_partitions: usize,
     /// Partitions with fewer than `k` slots on live members: unreadable.
@@ -151,10 +214,48 @@ pub struct MemberStatus {
     pub alive: bool,
     /// Erasure-set slots placed on it.
     pub slots: usize,
+    /// Slots it will hold when the move in progress ends (`slots` without one).
+    pub target_slots: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveStatus {
+    /// The placement version being moved to.
+    pub version: u64,
+    pub phase: MovePhase,
+    /// Slots changing holder.
+    pub slots_moving: usize,
+    /// Nodes taking slots that hold everything given to them, and those still catching up.
+    pub synced: Vec<String>,
+    pub waiting: Vec<String>,
 }
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What adding a member did to the placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// Fewer than `k + m` members: no placement yet.
+    Unplaced,
+    /// The first placement, of this version.
+    Placed(u64),
+    /// A move to the placement of this version has begun.
+    Moving(u64),
+    /// A move is on already; the next one follows when it ends.
+    Queued,
+}
+
+impl std::fmt::Display for Joined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Joined::Unplaced => write!(f, "no placement yet (fewer members than k+m)"),
+            Joined::Placed(v) => write!(f, "placement version {v}"),
+            Joined::Moving(v) => write!(f, "moving to placement version {v}"),
+            Joined::Queued => write!(f, "a placement move is on; the next one follows it"),
+        }
+    }
 }
 
 /// Cluster names become etcd key segments.
@@ -284,10 +385,12 @@ impl Cluster {
         Ok(self.get_json::<StoredPlacement>(&key).await?.map(|(p, _)| p.into()))
     }
 
-    /// Adds a member and, once there are at least `k + m`, stores the placement
-    /// recomputed from the previous one. Atomic against other admins: the member
-    /// and the placement are written together only if neither changed meanwhile.
-    pub async fn add_node(&mut self, member: Member) -> ClusterResult<Option<Placement>> {
+    /// Adds a member. The first time there are `k + m`, the first placement is
+    /// stored; later, a move to the placement recomputed from the current one
+    /// begins (or, when a move is on, the next one once it ends). Atomic against
+    /// other admins: the member and the placement are written together only if
+    /// neither changed meanwhile.
+    pub async fn add_node(&mut self, member: Member) -> ClusterResult<Joined> {
         check_member(&member)?;
         let config = self.config().await?;
         let member_key = self.key(&format!("members/{}", member.id));
@@ -305,28 +408,37 @@ impl Cluster {
             }
             let prev = self.get_json::<StoredPlacement>(&placement_key).await?;
             let prev_rev = prev.as_ref().map_or(0, |(_, r)| *r);
-            let prev_placement: Option<Placement> = prev.map(|(p, _)| p.into());
             members.push(member.clone());
             let n = (config.k + config.m) as usize;
-            let next = if members.len() >= n {
-                let nodes: Vec<NodeSpec> = members
-                    .iter()
-                    .map(|m| NodeSpec { id: m.id.clone(), zone: m.zone.clone(), drives: m.drives })
-                    .collect();
-                Some(placement::compute(prev_placement.as_ref(), &nodes, config.partitions, config.k, config.m)?)
-            } else {
-                None
+            let (next, joined) = match prev {
+                None if members.len() >= n => {
+                    let nodes: Vec<NodeSpec> = members
+                        .iter()
+                        .map(|m| NodeSpec { id: m.id.clone(), zone: m.zone.clone(), drives: m.drives })
+                        .collect();
+                    let p = placement::compute(None, &nodes, config.partitions, config.k, config.m)?;
+                    (Some(StoredPlacement::from(&p)), Joined::Placed(p.version))
+                }
+                None => (None, Joined::Unplaced),
+                Some((sp, _)) if sp.moving.is_none() => {
+                    let (current, _) = sp.layout();
+                    match planned(&current, &members, config.partitions)? {
+                        Some(target) => {
+                            let v = target.version;
+                            let mv = Move { target, phase: MovePhase::Syncing };
+                            (Some(StoredPlacement::new(&current, Some(&mv))), Joined::Moving(v))
+                        }
+                        None => (None, Joined::Queued),
+                    }
+                }
+                Some(_) => (None, Joined::Queued),
             };
             let mut ops = vec![
                 TxnOp::put(member_key.clone(), serde_json::to_vec(&member).expect("serialises"), None),
                 TxnOp::put(membership_key.clone(), members.len().to_string(), None),
             ];
             if let Some(p) = &next {
-                ops.push(TxnOp::put(
-                    placement_key.clone(),
-                    serde_json::to_vec(&StoredPlacement::from(p)).expect("serialises"),
-                    None,
-                ));
+                ops.push(TxnOp::put(placement_key.clone(), serde_json::to_vec(p).expect("serialises"), None));
             }
             let txn = Txn::new()
                 .when([
@@ -336,10 +448,103 @@ impl Cluster {
                 ])
                 .and_then(ops);
             if self.client.txn(txn).await?.succeeded() {
-                return Ok(next);
+                return Ok(joined);
             }
         }
         Err(ClusterError::Contended(UPDATE_ATTEMPTS_MAX))
+    }
+
+    /// The current placement and the move in progress, with the key's revision.
+    pub async fn layout(&mut self) -> ClusterResult<Option<(Placement, Option<Move>, i64)>> {
+        let key = self.key("placement");
+        Ok(self.get_json::<StoredPlacement>(&key).await?.map(|(p, rev)| {
+            let (current, moving) = p.layout();
+            (current, moving, rev)
+        }))
+    }
+
+    /// Records that `node` holds everything a move to placement `version` gives it.
+    pub async fn mark_synced(&mut self, version: u64, node: &str) -> ClusterResult<()> {
+        let key = self.key(&format!("synced/{version}/{node}"));
+        self.client.put(key, now_ms().to_string(), None).await?;
+        Ok(())
+    }
+
+    /// The nodes that hold everything a move to placement `version` gives them.
+    pub async fn synced(&mut self, version: u64) -> ClusterResult<std::collections::BTreeSet<String>> {
+        let prefix = self.key(&format!("synced/{version}/"));
+        let resp = self.client.get(prefix.clone(), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| kv.key_str().ok().and_then(|k| k.strip_prefix(&prefix)).map(str::to_string))
+            .collect())
+    }
+
+    /// One step of the placement coordinator (every node runs it; the etcd
+    /// transactions make them agree). A phase is left only after [`MOVE_FENCE`]
+    /// has passed since this caller first saw it (`seen`), so every gateway
+    /// decision taken on the phase before has finished:
+    /// * no move, and the members call for another placement: a move begins;
+    /// * syncing, and every node taking slots has caught up: switch reads over;
+    /// * switched: the target becomes the current placement.
+    ///
+    /// Returns what it changed, if anything.
+    pub async fn advance_move(
+        &mut self,
+        seen: &mut Option<((u64, MovePhase), std::time::Instant)>,
+    ) -> ClusterResult<Option<String>> {
+        let config = self.config().await?;
+        let placement_key = self.key("placement");
+        let Some((current, moving, rev)) = self.layout().await? else { return Ok(None) };
+        let (next, what) = match moving {
+            None => {
+                *seen = None;
+                let members = self.members().await?;
+                let Some(target) = planned(&current, &members, config.partitions)? else { return Ok(None) };
+                let what = format!("move to placement {} begun", target.version);
+                (StoredPlacement::new(&current, Some(&Move { target, phase: MovePhase::Syncing })), what)
+            }
+            Some(mv) => {
+                let id = (mv.target.version, mv.phase);
+                match seen {
+                    Some((s, at)) if *s == id => {
+                        if at.elapsed() < MOVE_FENCE {
+                            return Ok(None);
+                        }
+                    }
+                    _ => {
+                        *seen = Some((id, std::time::Instant::now()));
+                        return Ok(None);
+                    }
+                }
+                match mv.phase {
+                    MovePhase::Syncing => {
+                        let synced = self.synced(mv.target.version).await?;
+                        if !incoming(&current, &mv.target).keys().all(|n| synced.contains(n)) {
+                            return Ok(None);
+                        }
+                        let what = format!("move to placement {}: reads switched", mv.target.version);
+                        (StoredPlacement::new(&current, Some(&Move { phase: MovePhase::Switched, ..mv })), what)
+                    }
+                    MovePhase::Switched => {
+                        let what = format!("move to placement {} done", mv.target.version);
+                        (StoredPlacement::new(&mv.target, None), what)
+                    }
+                }
+            }
+        };
+        let txn = Txn::new()
+            .when([Compare::mod_revision(placement_key.clone(), CompareOp::Equal, rev)])
+            .and_then([TxnOp::put(placement_key, serde_json::to_vec(&next).expect("serialises"), None)]);
+        if !self.client.txn(txn).await?.succeeded() {
+            return Ok(None);
+        }
+        if next.moving.is_none() {
+            let prefix = self.key(&format!("synced/{}/", next.version));
+            self.client.delete(prefix, Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+        }
+        Ok(Some(what))
     }
 
     /// Ids of the members whose liveness key exists.
@@ -388,11 +593,16 @@ impl Cluster {
                 m.addr.parse().map_err(|_| ClusterError::Invalid(format!("member {} address {:?}", m.id, m.addr)))?;
             addrs.insert(m.id, addr);
         }
+        let (placement, moving) = match self.layout().await? {
+            Some((p, mv, _)) => (Some(p), mv),
+            None => (None, None),
+        };
         Ok(crate::cluster_client::Topology {
             keyspace: tessera_engine::object::Keyspace { hash_key, partitions: config.partitions },
             k: config.k as usize,
             m: config.m as usize,
-            placement: self.placement().await?,
+            placement,
+            moving,
             addrs,
             alive: self.alive().await?.into_iter().map(|a| a.id).collect(),
         })
@@ -441,7 +651,28 @@ impl Cluster {
         let config = self.config().await?;
         let members = self.members().await?;
         let alive: std::collections::BTreeSet<String> = self.alive().await?.into_iter().map(|a| a.id).collect();
-        let placement = self.placement().await?;
+        let (placement, moving) = match self.layout().await? {
+            Some((p, mv, _)) => (Some(p), mv),
+            None => (None, None),
+        };
+        let mut target_slots: BTreeMap<String, usize> = BTreeMap::new();
+        let move_status = match &moving {
+            Some(mv) => {
+                for s in mv.target.sets.iter().flatten() {
+                    *target_slots.entry(s.node.clone()).or_default() += 1;
+                }
+                let synced = self.synced(mv.target.version).await?;
+                let takers = placement.as_ref().map(|p| incoming(p, &mv.target)).unwrap_or_default();
+                Some(MoveStatus {
+                    version: mv.target.version,
+                    phase: mv.phase,
+                    slots_moving: takers.values().map(Vec::len).sum(),
+                    synced: takers.keys().filter(|n| synced.contains(*n)).cloned().collect(),
+                    waiting: takers.keys().filter(|n| !synced.contains(*n)).cloned().collect(),
+                })
+            }
+            None => None,
+        };
         let mut slots: BTreeMap<&str, usize> = BTreeMap::new();
         let (mut degraded, mut unavailable) = (0, 0);
         if let Some(p) = &placement {
@@ -467,12 +698,17 @@ impl Cluster {
                 drives: m.drives,
                 alive: alive.contains(&m.id),
                 slots: slots.get(m.id.as_str()).copied().unwrap_or(0),
+                target_slots: match &moving {
+                    Some(_) => target_slots.get(&m.id).copied().unwrap_or(0),
+                    None => slots.get(m.id.as_str()).copied().unwrap_or(0),
+                },
             })
             .collect();
         Ok(Status {
             cluster: self.name.clone(),
             ready: placement.is_some() && unavailable == 0,
             placement_version: placement.as_ref().map(|p| p.version),
+            moving: move_status,
             config,
             members: member_status,
             degraded_partitions: degraded,
@@ -521,12 +757,12 @@ pub fn render_status(s: &Status) -> String {
     for m in &s.members {
         let _ = writeln!(
             out,
-            "  {:<16} {:<21} zone {:<8} drives {:<3} slots {:<5} {}",
+            "  {:<16} {:<21} zone {:<8} drives {:<3} slots {:<11} {}",
             m.id,
             m.addr,
             m.zone,
             m.drives,
-            m.slots,
+            if m.slots == m.target_slots { m.slots.to_string() } else { format!("{} -> {}", m.slots, m.target_slots) },
             if m.alive { "alive" } else { "DOWN" }
         );
     }
@@ -537,6 +773,20 @@ pub fn render_status(s: &Status) -> String {
         None => {
             let _ = writeln!(out, "placement   none yet: needs at least {} members", c.k + c.m);
         }
+    }
+    if let Some(mv) = &s.moving {
+        let phase = match mv.phase {
+            MovePhase::Syncing => "new holders catching up",
+            MovePhase::Switched => "reads switched to the new holders",
+        };
+        let _ = writeln!(
+            out,
+            "moving      to version {}: {} slots, {phase}; caught up: [{}], catching up: [{}]",
+            mv.version,
+            mv.slots_moving,
+            mv.synced.join(" "),
+            mv.waiting.join(" ")
+        );
     }
     let _ = writeln!(out, "degraded    {} partitions (a slot on a member that is down)", s.degraded_partitions);
     let _ = writeln!(out, "unavailable {} partitions (fewer than {} live slots)", s.unavailable_partitions, c.k);
@@ -565,6 +815,33 @@ mod tests {
         ] {
             assert!(check_member(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_a_change_of_members_plans_a_move() {
+        let member = |i: usize| Member {
+            id: format!("n{i}"),
+            addr: format!("127.0.0.1:{}", 7000 + i),
+            zone: "z".into(),
+            drives: 1,
+        };
+        let nine: Vec<Member> = (1..=9).map(member).collect();
+        let specs = |ms: &[Member]| -> Vec<NodeSpec> {
+            ms.iter().map(|m| NodeSpec { id: m.id.clone(), zone: m.zone.clone(), drives: m.drives }).collect()
+        };
+        let p = placement::compute(None, &specs(&nine), 16, 6, 3).unwrap();
+        assert!(planned(&p, &nine, 16).unwrap().is_none(), "the same members: no move");
+        let mut ten = nine.clone();
+        ten.push(member(10));
+        let q = planned(&p, &ten, 16).unwrap().expect("a new member: a move");
+        assert_eq!(q.version, p.version + 1);
+        let taken = incoming(&p, &q);
+        assert_eq!(taken.keys().collect::<Vec<_>>(), ["n10"], "only the newcomer takes slots");
+        assert!((14..=15).contains(&taken["n10"].len()), "its share of 16 x 9 / 10: {:?}", taken["n10"]);
+        assert!(planned(&q, &ten, 16).unwrap().is_none(), "after the move: no other");
+        let (cur, mv) =
+            StoredPlacement::new(&p, Some(&Move { target: q.clone(), phase: MovePhase::Switched })).layout();
+        assert_eq!((cur, mv), (p, Some(Move { target: q, phase: MovePhase::Switched })), "a move round-trips");
     }
 
     #[test]

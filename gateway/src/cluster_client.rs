@@ -21,13 +21,26 @@
 //! With fewer than `k` live slots the partition is unavailable and every request
 //! fails at once ([`ClusterIoError::Unavailable`]), before any byte is written or
 //! returned.
+//!
+//! **Placement moves** (a node added): while a move is on ([`Move`]), new pieces go
+//! to the target set and, for the slots that move, also to their current holder;
+//! a commit waits for a write quorum of *both* sets; metadata and pieces are read
+//! from the current set until the move has switched, then from the target set.
+//! Each phase lasts at least [`MOVE_FENCE`] (the coordinator waits that long), and
+//! a gateway answers only while its view of the placement is younger than
+//! [`VIEW_AGE_MAX`] and unchanged since the request chose its quorums, so no
+//! request decides on a placement two phases old: every read quorum still meets
+//! every acknowledged write's quorum throughout the move.
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use futures::StreamExt;
 use glommio::net::TcpStream;
 use md5::{Digest, Md5};
 use tessera_engine::applied::MetaId;
@@ -54,6 +67,15 @@ const APPLY_WAIT_MS: u32 = 10_000;
 pub const SLOTS_MAX: usize = 64;
 /// Idle connections kept per node.
 const POOL_PER_NODE_MAX: usize = 16;
+/// A gateway whose last topology read from etcd started longer ago than this
+/// refuses to decide on quorums (503): a placement phase may have moved on.
+pub const VIEW_AGE_MAX: Duration = Duration::from_secs(5);
+/// The least time a placement move stays in a phase, counted from when the
+/// coordinator first saw the phase: longer than [`VIEW_AGE_MAX`], so every request
+/// decided on the phase before has finished.
+pub const MOVE_FENCE: Duration = Duration::from_secs(6);
+/// Times a request re-decides its quorum when the placement changed under it.
+const LAYOUT_RETRIES: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterIoError {
@@ -71,6 +93,26 @@ pub enum ClusterIoError {
     NoPlacement,
     #[error("cluster config: {0}")]
     BadConfig(String),
+    #[error("cluster view out of date: {0}")]
+    StaleView(String),
+}
+
+/// The phase of a placement move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MovePhase {
+    /// The new holders catch up (the log, then the pieces of the slots they take);
+    /// reads use the current placement.
+    Syncing,
+    /// Every new holder has caught up; reads use the target placement.
+    Switched,
+}
+
+/// A placement move in progress: the current placement stays whole until it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub target: Placement,
+    pub phase: MovePhase,
 }
 
 /// What a gateway knows of the cluster, refreshed from etcd.
@@ -79,21 +121,81 @@ pub struct Topology {
     pub keyspace: Keyspace,
     pub k: usize,
     pub m: usize,
+    /// The current placement (every slot holds all of its pieces).
     pub placement: Option<Placement>,
+    /// The move to another placement, if one is on.
+    pub moving: Option<Move>,
     pub addrs: HashMap<String, SocketAddr>,
     pub alive: BTreeSet<String>,
 }
 
+/// A set's slots: (slot, node address, drive, alive) for every slot whose node
+/// has an address.
+type SetSlots = Vec<(usize, SocketAddr, u16, bool)>;
+
 impl Topology {
-    /// The set of `partition`: (slot, node address) for every slot, live or not.
-    fn set(&self, partition: u32) -> Result<Vec<(usize, SocketAddr, u16, bool)>, ClusterIoError> {
-        let p = self.placement.as_ref().ok_or(ClusterIoError::NoPlacement)?;
-        Ok(p.sets[partition as usize]
+    /// What identifies the placement a request decided on.
+    pub fn layout(&self) -> (Option<u64>, Option<(u64, MovePhase)>) {
+        (self.placement.as_ref().map(|p| p.version), self.moving.as_ref().map(|m| (m.target.version, m.phase)))
+    }
+
+    /// Where metadata and pieces are read: the current placement, or the target
+    /// once the move has switched.
+    pub fn read_placement(&self) -> Option<&Placement> {
+        match &self.moving {
+            Some(m) if m.phase == MovePhase::Switched => Some(&m.target),
+            _ => self.placement.as_ref(),
+        }
+    }
+
+    /// Where new pieces go: the target while a move is on.
+    pub fn write_placement(&self) -> Option<&Placement> {
+        self.moving.as_ref().map(|m| &m.target).or(self.placement.as_ref())
+    }
+
+    /// The placement other than the read one whose write quorum a commit also needs
+    /// while a move is on.
+    fn other_placement(&self) -> Option<&Placement> {
+        match &self.moving {
+            None => None,
+            Some(m) if m.phase == MovePhase::Switched => self.placement.as_ref(),
+            Some(m) => Some(&m.target),
+        }
+    }
+
+    fn slots_in(&self, p: Option<&Placement>, partition: u32) -> Result<SetSlots, ClusterIoError> {
+        let p = p.ok_or(ClusterIoError::NoPlacement)?;
+        let set = p.sets.get(partition as usize).ok_or_else(|| {
+            ClusterIoError::BadConfig(format!("partition {partition} is not in placement {}", p.version))
+        })?;
+        Ok(set
             .iter()
             .enumerate()
             .filter_map(|(slot, s)| {
                 let addr = *self.addrs.get(&s.node)?;
                 Some((slot, addr, s.drive as u16, self.alive.contains(&s.node)))
+            })
+            .collect())
+    }
+
+    /// The read set of `partition`: (slot, node address, drive, alive) per slot.
+    fn set(&self, partition: u32) -> Result<SetSlots, ClusterIoError> {
+        self.slots_in(self.read_placement(), partition)
+    }
+
+    /// The slots of `partition` a move takes from one node to another, with their
+    /// current holder: new pieces go to both, so the current holder stays whole
+    /// for readers until the move has switched.
+    fn moving_from(&self, partition: u32) -> Result<SetSlots, ClusterIoError> {
+        let Some(m) = &self.moving else { return Ok(vec![]) };
+        let (Some(cur), Some(target)) = (self.placement.as_ref(), m.target.sets.get(partition as usize)) else {
+            return Ok(vec![]);
+        };
+        let current = self.slots_in(Some(cur), partition)?;
+        Ok(current
+            .into_iter()
+            .filter(|(slot, _, _, _)| {
+                target.get(*slot).map(|t| &t.node) != cur.sets[partition as usize].get(*slot).map(|c| &c.node)
             })
             .collect())
     }
@@ -119,6 +221,33 @@ pub struct ClusterClient {
     /// is gone until [`SUSPECT_FOR`] has passed, so a crashed node costs one failed
     /// call rather than one per request until etcd notices (its lease's TTL).
     suspects: RefCell<HashMap<SocketAddr, Instant>>,
+    /// When the topology was last read from etcd; `None`: the view is not fenced
+    /// (a node's repair reader, tests below S3).
+    clock: Option<Arc<ViewClock>>,
+}
+
+/// When a gateway's control thread last started a topology read from etcd that
+/// succeeded (and handed any change to the cores): the age of every core's view.
+#[derive(Debug)]
+pub struct ViewClock {
+    base: Instant,
+    started_ms: AtomicU64,
+}
+
+impl ViewClock {
+    pub fn new() -> Arc<ViewClock> {
+        Arc::new(ViewClock { base: Instant::now(), started_ms: AtomicU64::new(0) })
+    }
+
+    /// A read that started at `at` succeeded and its topology is with the cores.
+    pub fn refreshed(&self, at: Instant) {
+        let ms = at.saturating_duration_since(self.base).as_millis() as u64;
+        self.started_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+
+    pub fn age(&self) -> Duration {
+        self.base.elapsed().saturating_sub(Duration::from_millis(self.started_ms.load(Ordering::Acquire)))
+    }
 }
 
 /// A node that failed a call is left out of new requests for this long.
@@ -173,7 +302,31 @@ impl ClusterClient {
             appender,
             pool: Default::default(),
             suspects: Default::default(),
+            clock: None,
         }
+    }
+
+    /// Fences this client's decisions on the age of its view (a gateway's).
+    pub fn fenced(mut self, clock: Arc<ViewClock>) -> ClusterClient {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Whether a decision taken on `t` may stand: `Ok(false)` when the placement
+    /// changed since (decide again on the new one), an error when the view is too
+    /// old to trust (etcd unreachable).
+    fn decided_on(&self, t: &Topology) -> Result<bool, ClusterIoError> {
+        if let Some(c) = &self.clock {
+            let age = c.age();
+            if age > VIEW_AGE_MAX {
+                return Err(ClusterIoError::StaleView(format!(
+                    "the topology was last read from etcd {:.1} s ago (limit {} s)",
+                    age.as_secs_f64(),
+                    VIEW_AGE_MAX.as_secs()
+                )));
+            }
+        }
+        Ok(self.topology().layout() == t.layout())
     }
 
     pub fn set_topology(&self, t: Topology) {
@@ -250,10 +403,17 @@ impl ClusterClient {
         AsyncClient::handshake(stream, &self.secret).await
     }
 
-    /// The slots of `partition`'s set that are alive and not suspected; fails fast
-    /// with fewer than `k`.
+    /// The slots of `partition`'s read set that are alive and not suspected; fails
+    /// fast with fewer than `k`.
     fn live_set(&self, partition: u32) -> Result<(Rc<Topology>, Vec<LiveSlot>, usize), ClusterIoError> {
         let t = self.topology();
+        let set = t.set(partition)?;
+        let (live, n) = self.live_of(&t, partition, &set)?;
+        Ok((t, live, n))
+    }
+
+    /// The live, unsuspected slots of `set`; fails fast with fewer than `k`.
+    fn live_of(&self, t: &Topology, partition: u32, set: &SetSlots) -> Result<(Vec<LiveSlot>, usize), ClusterIoError> {
         let n = t.k + t.m;
         if n > SLOTS_MAX {
             // `cluster init` refuses such a code; this guards a config written otherwise.
@@ -262,12 +422,11 @@ impl ClusterClient {
                 t.k, t.m
             )));
         }
-        let set = t.set(partition)?;
         let live: Vec<_> = set.iter().filter(|s| s.3 && !self.suspected(&s.1)).map(|s| (s.0, s.1, s.2)).collect();
         if live.len() < t.k {
             return Err(ClusterIoError::Unavailable { partition, live: live.len(), n, need: t.k });
         }
-        Ok((t, live, n))
+        Ok((live, n))
     }
 
     /// Checks that `bucket/key`'s partition can take a write or serve a read now.
@@ -281,7 +440,15 @@ impl ClusterClient {
     pub fn writer(&self, bucket: &str, key: &str) -> Result<ExtentWriter<'_>, ClusterIoError> {
         let t = self.topology();
         let partition = t.keyspace.partition_of(bucket, key);
-        let (t, live, n) = self.live_set(partition)?;
+        // Readable now (the read set), and written where the placement is going.
+        self.live_of(&t, partition, &t.set(partition)?)?;
+        let (live, n) = self.live_of(&t, partition, &t.slots_in(t.write_placement(), partition)?)?;
+        let also: Vec<LiveSlot> = t
+            .moving_from(partition)?
+            .into_iter()
+            .filter(|s| s.3 && !self.suspected(&s.1))
+            .map(|s| (s.0, s.1, s.2))
+            .collect();
         let (k, m) = (t.k, t.m);
         let codec =
             new_codec(CodecKind::ReedSolomonSimd, k, m).map_err(|e| ClusterIoError::Unreadable(e.to_string()))?;
@@ -304,6 +471,7 @@ impl ClusterClient {
             client: self,
             partition,
             live,
+            also,
             codec,
             data_id: rand::random(),
             geometry,
@@ -359,35 +527,65 @@ impl ClusterClient {
     /// partition and waits for a write quorum to apply it.
     pub async fn commit_entry(&self, bucket: &str, key: &str, entry: MetaEntry) -> Result<u64, ClusterIoError> {
         let partition = self.topology().keyspace.partition_of(bucket, key);
-        let (_, live, n) = self.live_set(partition)?;
+        self.live_set(partition)?;
         let rec = MetaRecord { version: 0, entry };
-        self.commit(partition, key, &rec, &live, n).await
+        self.commit(partition, key, &rec).await
     }
 
-    /// Appends the record and waits for a write quorum of the set to apply it.
-    async fn commit(
-        &self,
-        partition: u32,
-        key: &str,
-        rec: &MetaRecord,
-        live: &[LiveSlot],
-        n: usize,
-    ) -> Result<u64, ClusterIoError> {
+    /// Appends the record and waits for a write quorum of the set to apply it (of
+    /// both sets while a placement move is on).
+    async fn commit(&self, partition: u32, key: &str, rec: &MetaRecord) -> Result<u64, ClusterIoError> {
         let appender = self.appender.as_ref().ok_or_else(|| ClusterIoError::Log("this client cannot commit".into()))?;
         let position = appender
             .append(partition, key.as_bytes().to_vec(), meta::encode(rec))
             .await
             .map_err(|e| ClusterIoError::Log(e.to_string()))?;
-        let (w, _) = quorums(n);
-        let wait = Request::MetaWait { partition, position, timeout_ms: APPLY_WAIT_MS };
-        let acks = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, &wait))).await;
-        let applied = acks.iter().filter(|r| matches!(r, Ok(Reply::Applied(a)) if *a >= position)).count();
-        if applied < w {
-            return Err(ClusterIoError::WriteQuorum(format!(
-                "position {position} of partition {partition} applied by {applied} nodes, {w} needed"
-            )));
+        for _ in 0..LAYOUT_RETRIES {
+            let t = self.topology();
+            let mut sets = vec![t.set(partition)?];
+            if t.other_placement().is_some() {
+                sets.push(t.slots_in(t.other_placement(), partition)?);
+            }
+            let mut ask: Vec<SocketAddr> = Vec::new();
+            for set in &sets {
+                let (live, _) = self.live_of(&t, partition, set)?;
+                ask.extend(live.iter().map(|l| l.1).filter(|a| !ask.contains(a)).collect::<Vec<_>>());
+            }
+            // Done as soon as every set has its quorum: a node far behind (one a move
+            // just gave the partition to) is not waited for.
+            let (w, _) = quorums(t.k + t.m);
+            let met = |applied: &[SocketAddr]| {
+                sets.iter().all(|set| set.iter().filter(|s| applied.contains(&s.1)).count() >= w)
+            };
+            let wait = Request::MetaWait { partition, position, timeout_ms: APPLY_WAIT_MS };
+            let mut calls: futures::stream::FuturesUnordered<_> = ask
+                .iter()
+                .map(|addr| {
+                    let wait = &wait;
+                    async move { (*addr, self.call(*addr, wait).await) }
+                })
+                .collect();
+            let mut applied: Vec<SocketAddr> = Vec::new();
+            while !met(&applied) {
+                let Some((addr, r)) = calls.next().await else { break };
+                if matches!(r, Ok(Reply::Applied(a)) if a >= position) {
+                    applied.push(addr);
+                }
+            }
+            drop(calls);
+            for set in &sets {
+                let got = set.iter().filter(|s| applied.contains(&s.1)).count();
+                if got < w {
+                    return Err(ClusterIoError::WriteQuorum(format!(
+                        "position {position} of partition {partition} applied by {got} nodes of its set, {w} needed"
+                    )));
+                }
+            }
+            if self.decided_on(&t)? {
+                return Ok(position);
+            }
         }
-        Ok(position)
+        Err(ClusterIoError::StaleView(format!("the placement of partition {partition} kept changing")))
     }
 
     /// The newest applied record of `bucket/key` from a read quorum of the set.
@@ -402,12 +600,27 @@ impl ClusterClient {
         key: &str,
         id: MetaId,
     ) -> Result<Option<MetaRecord>, ClusterIoError> {
-        let t = self.topology();
-        let partition = t.keyspace.partition_of(bucket, key);
-        let (_, live, n) = self.live_set(partition)?;
-        let (_, r) = quorums(n);
+        let partition = self.topology().keyspace.partition_of(bucket, key);
         let req = Request::MetaGet { partition, id };
-        let answers = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, &req))).await;
+        for _ in 0..LAYOUT_RETRIES {
+            let (t, live, n) = self.live_set(partition)?;
+            let best = self.newest_of(&live, n, &req).await?;
+            if self.decided_on(&t)? {
+                return Ok(best);
+            }
+        }
+        Err(ClusterIoError::StaleView(format!("the placement of partition {partition} kept changing")))
+    }
+
+    /// The newest record `req` finds on a read quorum of `live`.
+    async fn newest_of(
+        &self,
+        live: &[LiveSlot],
+        n: usize,
+        req: &Request,
+    ) -> Result<Option<MetaRecord>, ClusterIoError> {
+        let (_, r) = quorums(n);
+        let answers = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, req))).await;
         let mut answered = 0;
         let mut best: Option<MetaRecord> = None;
         for a in answers {
@@ -590,6 +803,45 @@ impl ClusterClient {
         Ok(())
     }
 
+    /// Copies `slot`'s piece of `group` from the node that held the slot before a
+    /// move (one piece read instead of `k`). `None` when no move gives `node` this
+    /// slot from another node, or that node cannot give it whole.
+    pub async fn copy_piece(
+        &self,
+        partition: u32,
+        e: &Extent,
+        group: usize,
+        slot: usize,
+        node: &str,
+    ) -> Option<Vec<u8>> {
+        let t = self.topology();
+        let (cur, m) = (t.placement.as_ref()?, t.moving.as_ref()?);
+        let (from, to) =
+            (cur.sets.get(partition as usize)?.get(slot)?, m.target.sets.get(partition as usize)?.get(slot)?);
+        if to.node != node || from.node == node || !t.alive.contains(&from.node) {
+            return None;
+        }
+        let addr = *t.addrs.get(&from.node)?;
+        let g = e.geometry;
+        let (k, gb) = (g.k as usize, group_bytes(&g) as u64);
+        let stripe_bytes = (k * g.chunk_bytes as usize) as u64;
+        let (start, end) = (group as u64 * gb, ((group as u64 + 1) * gb).min(e.size));
+        let len: usize = (start..end)
+            .step_by(stripe_bytes as usize)
+            .map(|s| shard_len(((s + stripe_bytes).min(end) - s) as usize, k))
+            .sum();
+        let req = Request::Get {
+            drive: from.drive as u16,
+            key: piece_key(partition, e.data_id, group, slot),
+            offset: 0,
+            len: len as u64,
+        };
+        match self.call(addr, &req).await {
+            Ok(Reply::Data(d)) if d.len() == len => Some(d),
+            _ => None,
+        }
+    }
+
     /// Rebuilds `slot`'s piece of `group` from the other slots (a repair): every
     /// stripe of the group decoded and re-encoded. `None` when fewer than `k` other
     /// pieces are readable now.
@@ -628,10 +880,26 @@ impl ClusterClient {
         upload_id: &str,
     ) -> Result<Vec<(u32, tessera_engine::object::meta::PartInfo)>, ClusterIoError> {
         let partition = self.topology().keyspace.partition_of(bucket, key);
-        let (_, live, n) = self.live_set(partition)?;
-        let (_, r) = quorums(n);
         let req = Request::MetaParts { partition, bucket: bucket.into(), key: key.into(), upload_id: upload_id.into() };
-        let answers = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, &req))).await;
+        for _ in 0..LAYOUT_RETRIES {
+            let (t, live, n) = self.live_set(partition)?;
+            let parts = self.parts_of(&live, n, &req).await?;
+            if self.decided_on(&t)? {
+                return Ok(parts);
+            }
+        }
+        Err(ClusterIoError::StaleView(format!("the placement of partition {partition} kept changing")))
+    }
+
+    /// An upload's parts as a read quorum of `live` knows them.
+    async fn parts_of(
+        &self,
+        live: &[LiveSlot],
+        n: usize,
+        req: &Request,
+    ) -> Result<Vec<(u32, tessera_engine::object::meta::PartInfo)>, ClusterIoError> {
+        let (_, r) = quorums(n);
+        let answers = join_all(live.iter().map(|(_, addr, _)| self.call(*addr, req))).await;
         let mut answered = 0;
         let mut best: std::collections::BTreeMap<u32, MetaRecord> = Default::default();
         for a in answers {
@@ -745,7 +1013,9 @@ impl ClusterClient {
         let limit = want.clamp(1, LIST_BATCH_MAX) as u32;
         let mut out = Vec::new();
         let mut cursor = after;
+        let mut retries = 0;
         loop {
+            let t = self.topology();
             let answers = join_all((0..partitions).map(|p| {
                 let req = request(p, &cursor, limit);
                 async move {
@@ -781,6 +1051,14 @@ impl ClusterClient {
                         "listing partition {p}: {answered} of {n} nodes answered, {r} needed"
                     )));
                 }
+            }
+            // Decided on a placement since changed: this batch again, on the new one.
+            if !self.decided_on(&t)? {
+                retries += 1;
+                if retries >= LAYOUT_RETRIES {
+                    return Err(ClusterIoError::StaleView("the placement kept changing during a listing".into()));
+                }
+                continue;
             }
             out.extend(
                 merged
@@ -837,6 +1115,9 @@ pub struct ExtentWriter<'a> {
     client: &'a ClusterClient,
     partition: u32,
     live: Vec<LiveSlot>,
+    /// Current holders of slots a move takes elsewhere: written too, best effort,
+    /// so they stay whole for readers until the move switches.
+    also: Vec<LiveSlot>,
     codec: tessera_engine::erasure::BoxedCodec,
     data_id: u128,
     geometry: Geometry,
@@ -876,6 +1157,14 @@ impl ExtentWriter<'_> {
         }
         self.buf.clear();
         let (partition, data_id, group) = (self.partition, self.data_id, self.group);
+        let extra: Vec<_> = self
+            .also
+            .iter()
+            .map(|(slot, addr, drive)| {
+                let key = piece_key(partition, data_id, group, *slot);
+                (*slot, *addr, Request::Put { drive: *drive, key, data: pieces[*slot].clone() })
+            })
+            .collect();
         let requests: Vec<_> = self
             .live
             .iter()
@@ -890,8 +1179,15 @@ impl ExtentWriter<'_> {
             .collect();
         let client = self.client;
         let writes = requests.iter().map(|(slot, addr, req)| async move { (*slot, client.call(*addr, req).await) });
+        let extra_writes = extra.iter().map(|(slot, addr, req)| async move { (*slot, client.call(*addr, req).await) });
+        let (done, extra_done) = futures::join!(join_all(writes), join_all(extra_writes));
+        for (slot, r) in extra_done {
+            if !matches!(r, Ok(Reply::Ok)) {
+                tracing::debug!(partition, slot, "piece write to a slot's previous holder failed");
+            }
+        }
         let mut ok = 0;
-        for (slot, r) in join_all(writes).await {
+        for (slot, r) in done {
             match r {
                 Ok(Reply::Ok) => ok += 1,
                 other => {

@@ -19,12 +19,12 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tessera_engine::runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 
 use crate::cluster::Cluster;
-use crate::cluster_client::{ClusterClient, Topology};
+use crate::cluster_client::{ClusterClient, Topology, ViewClock};
 use crate::credentials::Credentials;
 use crate::kafka::KafkaLog;
 use crate::s3::cluster::{ClusterCx, ClusterShared, ControlReq};
@@ -67,18 +67,16 @@ fn credentials() -> Result<Credentials, String> {
 }
 
 /// What decides whether the cores need a new topology.
-fn fingerprint(t: &Topology) -> (Option<u64>, Vec<String>, BTreeMap<String, SocketAddr>) {
-    (
-        t.placement.as_ref().map(|p| p.version),
-        t.alive.iter().cloned().collect(),
-        t.addrs.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-    )
+type Fingerprint =
+    ((Option<u64>, Option<(u64, crate::cluster_client::MovePhase)>), Vec<String>, BTreeMap<String, SocketAddr>);
+
+fn fingerprint(t: &Topology) -> Fingerprint {
+    (t.layout(), t.alive.iter().cloned().collect(), t.addrs.iter().map(|(k, v)| (k.clone(), *v)).collect())
 }
 
 /// Whether every partition has at least `k` live slots.
 fn serviceable(t: &Topology) -> bool {
-    t.placement
-        .as_ref()
+    t.read_placement()
         .is_some_and(|p| p.sets.iter().all(|set| set.iter().filter(|s| t.alive.contains(&s.node)).count() >= t.k))
 }
 
@@ -119,10 +117,13 @@ pub fn run(opts: GatewayOptions) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the control runtime: {e}"))?;
+    let clock = ViewClock::new();
     let (mut etcd, config, topology, buckets) = control.block_on(async {
         let mut c = Cluster::connect(&opts.etcd, &opts.cluster).await.map_err(|e| e.to_string())?;
+        let started = Instant::now();
         let config = c.config().await.map_err(|e| e.to_string())?;
         let t = c.topology().await.map_err(|e| e.to_string())?;
+        clock.refreshed(started);
         let b = c.buckets().await.map_err(|e| e.to_string())?;
         Ok::<_, String>((c, config, t, b))
     })?;
@@ -161,10 +162,11 @@ pub fn run(opts: GatewayOptions) -> Result<(), String> {
         address: opts.listen,
     });
     for core in 0..handle.cores() {
-        let (shared, cs, t, secret, appender) =
-            (shared.clone(), cluster_shared.clone(), topology.clone(), secret.clone(), log.appender());
+        let (shared, cs, t, secret, appender, clock) =
+            (shared.clone(), cluster_shared.clone(), topology.clone(), secret.clone(), log.appender(), clock.clone());
         let r = handle.submit_blocking(core, move |cx| async move {
-            let cc = Rc::new(ClusterCx { client: ClusterClient::new(t, secret, appender), shared: cs });
+            let client = ClusterClient::new(t, secret, appender).fenced(clock);
+            let cc = Rc::new(ClusterCx { client, shared: cs });
             CORE_CLUSTER.with(|c| *c.borrow_mut() = Some(cc.clone()));
             crate::s3::service::start(cx, shared, Some(cc))
         });
@@ -213,6 +215,7 @@ pub fn run(opts: GatewayOptions) -> Result<(), String> {
                 }
                 _ = tick.tick() => {}
             }
+            let started = Instant::now();
             match etcd.topology().await {
                 Ok(t) => {
                     let f = fingerprint(&t);
@@ -220,6 +223,8 @@ pub fn run(opts: GatewayOptions) -> Result<(), String> {
                         push_topology(&handle, &t).await;
                         current = f;
                     }
+                    // The cores' views are as young as this read (any change is with them).
+                    clock.refreshed(started);
                     last = t;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the topology; keeping the last one"),

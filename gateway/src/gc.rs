@@ -3,12 +3,14 @@
 //! mid-upload, a write that lost its quorum, a failed precondition) and from
 //! versions replaced or deleted since ("the loser's shards are garbage").
 //!
-//! A pass walks each partition this core applies: a piece whose data id no live
+//! A pass walks each partition of this core: a piece whose data id no live
 //! record of the partition names is noted with the time it was first seen so;
 //! once it has stayed unnamed for the grace period it is deleted. The grace covers
 //! the writes in flight (pieces land before their commit record) and the reads of
 //! a version just replaced; the default (a day) outlasts any upload. A piece named
-//! again meanwhile (its commit arrived) is forgotten.
+//! again meanwhile (its commit arrived) is forgotten. In a partition this node no
+//! longer holds a slot of (a placement move took it elsewhere), every piece is
+//! orphaned: the grace then covers the gateways still reading it here.
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -37,9 +39,13 @@ pub fn collected() -> u64 {
     COLLECTED.with(|c| c.get())
 }
 
-/// Runs passes over `partitions` (this core's) until the runtime stops.
-pub async fn run(cx: Rc<CoreCx>, partitions: Vec<u32>, cfg: GcConfig) {
+/// Runs passes over this core's partitions (of the cluster's `total`) until the
+/// runtime stops.
+pub async fn run(cx: Rc<CoreCx>, total: u32, cfg: GcConfig) {
     let stop = cx.clone();
+    let cores = cx.handle.cores();
+    let partitions: Vec<u32> =
+        (0..total).filter(|p| tessera_engine::runtime::core_for_partition(*p, cores) == cx.core).collect();
     futures_lite::future::race(
         async move {
             loop {
@@ -57,7 +63,11 @@ async fn pass(cx: &Rc<CoreCx>, partitions: &[u32], grace: Duration) {
     let mut orphans: HashMap<(usize, ShardKey), Instant> = HashMap::new();
     let mut due = Vec::new();
     for &p in partitions {
-        let named = crate::node::referenced(p);
+        let named = match crate::repair::holds(p) {
+            Some(true) => crate::node::referenced(p),
+            Some(false) => Default::default(),
+            None => return, // no topology yet
+        };
         for (drive, store) in cx.stores.iter().enumerate() {
             let Some(store) = store else { continue };
             for (key, _) in store.list_partition(p) {
@@ -79,7 +89,10 @@ async fn pass(cx: &Rc<CoreCx>, partitions: &[u32], grace: Duration) {
     let mut named_now: HashMap<u32, std::collections::HashSet<u128>> = HashMap::new();
     for (drive, key) in due {
         // Named since the walk? (its commit was applied meanwhile)
-        let named = named_now.entry(key.partition).or_insert_with(|| crate::node::referenced(key.partition));
+        let named = named_now.entry(key.partition).or_insert_with(|| match crate::repair::holds(key.partition) {
+            Some(false) => Default::default(),
+            _ => crate::node::referenced(key.partition),
+        });
         if named.contains(&key.object) {
             continue;
         }

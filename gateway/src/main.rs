@@ -111,6 +111,11 @@ struct NodeArgs {
     /// Seconds between passes of the orphaned-piece collector.
     #[arg(long, default_value_t = 60)]
     gc_every_secs: u64,
+    /// MiB per second this node stores at most for repairs and placement moves
+    /// (split between its cores; 0: no limit), so they leave the disks and the
+    /// network to clients.
+    #[arg(long, default_value_t = 64)]
+    repair_mib_per_sec: u64,
 }
 
 #[derive(Parser)]
@@ -191,10 +196,7 @@ fn cluster(cmd: ClusterCommand) -> Result<(), String> {
                 let mut c = Cluster::connect(&etcd.etcd, &etcd.cluster).await.map_err(|e| e.to_string())?;
                 let placed =
                     c.add_node(Member { id: id.clone(), addr, zone, drives }).await.map_err(|e| e.to_string())?;
-                match placed {
-                    Some(p) => println!("node {id:?} added; placement version {}", p.version),
-                    None => println!("node {id:?} added; no placement yet (fewer members than k+m)"),
-                }
+                println!("node {id:?} added; {placed}");
                 Ok(())
             }
             ClusterCommand::Status { etcd, json } => {
@@ -305,6 +307,7 @@ fn main() -> ExitCode {
             io_memory_bytes: a.io_memory,
             segment_mib: a.segment_mib,
             lease_secs: a.lease_secs,
+            repair_bytes_per_sec: a.repair_mib_per_sec << 20,
             gc: tessera_gateway::gc::GcConfig {
                 every: std::time::Duration::from_secs(a.gc_every_secs.max(1)),
                 grace: std::time::Duration::from_secs(a.gc_grace_secs),

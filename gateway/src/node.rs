@@ -48,8 +48,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES_MAX: usize = 1 << 20;
 /// How often the control thread checks that its lease is still held.
 const LEASE_CHECK_EVERY: Duration = Duration::from_millis(500);
-/// The repair workers' topology is refreshed every this many lease checks.
-const TOPOLOGY_EVERY_TICKS: u64 = 4;
+/// The placement is followed every this many lease checks.
+const TOPOLOGY_EVERY_TICKS: u64 = 2;
 
 pub struct NodeOptions {
     pub etcd: String,
@@ -69,6 +69,8 @@ pub struct NodeOptions {
     pub io_memory_bytes: usize,
     pub segment_mib: u64,
     pub lease_secs: u64,
+    /// Bytes per second stored at most for repairs and moves (0: no limit).
+    pub repair_bytes_per_sec: u64,
     /// Collection of orphaned pieces.
     pub gc: crate::gc::GcConfig,
 }
@@ -294,8 +296,7 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
         opts.kafka
     );
     match placed {
-        Some(Some(p)) => println!("  joined    as a new member; placement version {}", p.version),
-        Some(None) => println!("  joined    as a new member; no placement yet (fewer members than k+m)"),
+        Some(j) => println!("  joined    as a new member; {j}"),
         None => println!("  member    already; rejoined"),
     }
     println!("  pieces    tcp://{} (advertised {advertise}), cluster secret required", opts.listen);
@@ -303,37 +304,27 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
     println!("ready");
 
     // The control loop: signals; a lease lost (etcd away for longer than the
-    // TTL) taken again as soon as etcd answers; and, once a placement names this
-    // node, the log of its partitions consumed by the cores that own them.
-    let gc = opts.gc;
-    let mut consumers_started = false;
+    // TTL) taken again as soon as etcd answers; the placement followed (the log of
+    // the partitions this node holds or is given consumed by the cores that own
+    // them; a move's slots caught up and reported); and the placement coordinator.
+    let mut follow = Follow {
+        id: member.id.clone(),
+        secret: secret.clone(),
+        drives: drives.len(),
+        gc: opts.gc,
+        rate: opts.repair_bytes_per_sec / handle.cores().max(1) as u64,
+        consuming: Default::default(),
+        gc_started: false,
+        move_seen: None,
+        synced: None,
+        coordinator: None,
+    };
     let mut ticks: u64 = 0;
     let sig = control.block_on(async {
         loop {
-            if !consumers_started {
-                match etcd.placement().await {
-                    Ok(Some(p)) => {
-                        let mine: Vec<u32> = (0..p.sets.len() as u32)
-                            .filter(|part| p.sets[*part as usize].iter().any(|slot| slot.node == member.id))
-                            .collect();
-                        let started = match push_repair_topology(&mut etcd, &handle, &member.id, &secret).await {
-                            Ok(()) => start_consumers(&handle, &log, &mine, drives.len(), gc).await,
-                            Err(e) => Err(format!("repairs: {e}")),
-                        };
-                        match started {
-                            Ok(()) => {
-                                consumers_started = true;
-                                println!(
-                                    "  applying  the commit log of {} partitions (placement version {})",
-                                    mine.len(),
-                                    p.version
-                                );
-                            }
-                            Err(e) => tracing::warn!(error = %e, "cannot consume the commit log yet"),
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot read the placement"),
+            if follow.consuming.is_empty() || ticks.is_multiple_of(TOPOLOGY_EVERY_TICKS) {
+                if let Err(e) = follow.step(&mut etcd, &handle, &log).await {
+                    tracing::warn!(error = %e, "cannot follow the placement yet");
                 }
             }
             tokio::select! {
@@ -341,11 +332,6 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
                 () = tokio::time::sleep(LEASE_CHECK_EVERY) => {}
             }
             ticks += 1;
-            if consumers_started && ticks.is_multiple_of(TOPOLOGY_EVERY_TICKS) {
-                if let Err(e) = push_repair_topology(&mut etcd, &handle, &member.id, &secret).await {
-                    tracing::warn!(error = %e, "cannot refresh the topology");
-                }
-            }
             if alive.lost() {
                 tracing::warn!("liveness lease lost; registering again");
                 match etcd.register_alive(&member.id, &member.addr, ttl).await {
@@ -369,22 +355,114 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
     Ok(())
 }
 
-/// Hands the topology to every core's repair worker (started on the first call).
-async fn push_repair_topology(
-    etcd: &mut Cluster,
-    handle: &tessera_engine::runtime::RuntimeHandle,
-    id: &str,
-    secret: &[u8],
-) -> Result<(), String> {
-    let t = etcd.topology().await.map_err(|e| e.to_string())?;
+/// What the node's control thread keeps to follow the placement.
+struct Follow {
+    id: String,
+    secret: Vec<u8>,
+    drives: usize,
+    gc: crate::gc::GcConfig,
+    /// Repair bytes per second per core.
+    rate: u64,
+    /// Partitions whose log this node consumes.
+    consuming: std::collections::BTreeSet<u32>,
+    gc_started: bool,
+    /// The move this node takes slots in, and when it first saw it.
+    move_seen: Option<(u64, std::time::Instant)>,
+    /// The move this node reported caught up.
+    synced: Option<u64>,
+    /// The coordinator's view of the phase (see [`Cluster::advance_move`]).
+    coordinator: Option<((u64, crate::cluster_client::MovePhase), std::time::Instant)>,
+}
+
+impl Follow {
+    async fn step(
+        &mut self,
+        etcd: &mut Cluster,
+        handle: &tessera_engine::runtime::RuntimeHandle,
+        log: &KafkaLog,
+    ) -> Result<(), String> {
+        let t = etcd.topology().await.map_err(|e| e.to_string())?;
+        let Some(current) = t.placement.clone() else { return Ok(()) };
+        // Every core's repair worker (started on the first call) knows the slots.
+        for core in 0..handle.cores() {
+            let (t, id, secret, rate) = (t.clone(), self.id.clone(), self.secret.clone(), self.rate);
+            handle
+                .submit(core, move |cx| async move { crate::repair::configure(&cx, t, &id, secret, rate) })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        // The log of every partition this node holds a slot of, now or after the move.
+        let held: std::collections::BTreeSet<u32> = crate::repair::my_slots(&t, &self.id).into_keys().collect();
+        let new: Vec<u32> = held.difference(&self.consuming).copied().collect();
+        if !new.is_empty() {
+            start_consumers(handle, log, &new, self.drives).await?;
+            self.consuming.extend(&new);
+            println!(
+                "  applying  the commit log of {} more partitions ({} in all; placement version {}{})",
+                new.len(),
+                self.consuming.len(),
+                current.version,
+                t.moving.as_ref().map_or(String::new(), |m| format!(", moving to {}", m.target.version))
+            );
+        }
+        if !self.gc_started {
+            for core in 0..handle.cores() {
+                let (gc, total) = (self.gc, t.keyspace.partitions);
+                handle
+                    .submit(core, move |cx| async move {
+                        glommio::spawn_local(crate::gc::run(cx, total, gc)).detach();
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            self.gc_started = true;
+        }
+        // Slots a move gives this node: caught up once the node has applied their
+        // logs and holds their pieces, counted only after the move's fence (the
+        // writes decided before the move began, which placed no piece here, have
+        // all been committed by then and are in the log).
+        if let Some(mv) = t.moving.as_ref().filter(|m| m.phase == crate::cluster_client::MovePhase::Syncing) {
+            let version = mv.target.version;
+            let taking = crate::cluster::incoming(&current, &mv.target).remove(&self.id);
+            if let Some(taking) = taking.filter(|_| self.synced != Some(version)) {
+                let seen = match self.move_seen {
+                    Some((v, at)) if v == version => at,
+                    _ => self.move_seen.insert((version, std::time::Instant::now())).1,
+                };
+                if seen.elapsed() >= crate::cluster_client::MOVE_FENCE && caught_up(handle, &taking).await? {
+                    etcd.mark_synced(version, &self.id).await.map_err(|e| e.to_string())?;
+                    self.synced = Some(version);
+                    println!(
+                        "  moved     caught up with the {} slots placement {version} gives this node",
+                        taking.len()
+                    );
+                }
+            }
+        }
+        match etcd.advance_move(&mut self.coordinator).await {
+            Ok(Some(what)) => println!("  placement {what}"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "placement coordinator"),
+        }
+        Ok(())
+    }
+}
+
+/// Whether every core holds everything of its partitions among `slots`.
+async fn caught_up(handle: &tessera_engine::runtime::RuntimeHandle, slots: &[(u32, usize)]) -> Result<bool, String> {
     for core in 0..handle.cores() {
-        let (t, id, secret) = (t.clone(), id.to_string(), secret.to_vec());
-        handle
-            .submit(core, move |cx| async move { crate::repair::configure(&cx, t, &id, secret) })
+        let mut parts: Vec<u32> =
+            slots.iter().map(|(p, _)| *p).filter(|p| core_for_partition(*p, handle.cores()) == core).collect();
+        parts.dedup();
+        let done = handle
+            .submit(core, move |_| async move { crate::repair::caught_up(&parts).await })
             .await
             .map_err(|e| e.to_string())?;
+        if !done {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The Kafka topic of a cluster's commit log.
@@ -399,21 +477,18 @@ async fn start_consumers(
     log: &KafkaLog,
     mine: &[u32],
     drives: usize,
-    gc: crate::gc::GcConfig,
 ) -> Result<(), String> {
     for core in 0..handle.cores() {
         let owned: Vec<u32> = mine.iter().copied().filter(|p| core_for_partition(*p, handle.cores()) == core).collect();
         if owned.is_empty() {
             continue;
         }
-        let parts = owned.clone();
         let from =
             handle.submit(core, move |_| async move { next_positions(&owned) }).await.map_err(|e| e.to_string())?;
         let consumer = log.consume(from).map_err(|e| e.to_string())?;
         handle
             .submit(core, move |cx| async move {
-                glommio::spawn_local(apply_loop(cx.clone(), drives, consumer)).detach();
-                glommio::spawn_local(crate::gc::run(cx, parts, gc)).detach();
+                glommio::spawn_local(apply_loop(cx, drives, consumer)).detach();
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -723,6 +798,11 @@ pub(crate) fn referenced(partition: u32) -> std::collections::HashSet<u128> {
     node_core().index.borrow().referenced(partition)
 }
 
+/// The last log position applied of `partition` on this core.
+pub(crate) fn applied(partition: u32) -> Option<u64> {
+    node_core().index.borrow().applied(partition)
+}
+
 fn node_core() -> Rc<NodeCore> {
     NODE_CORE.with(|c| c.borrow().clone()).expect("the node's cores are set up before they serve")
 }
@@ -822,7 +902,7 @@ async fn apply_one(cx: &Rc<CoreCx>, core: &NodeCore, drives: usize, d: Delivered
                 glommio::timer::sleep(APPLY_RETRY).await;
             }
             core.index.borrow_mut().commit(p);
-            crate::repair::consider(d.partition, &d.payload);
+            crate::repair::consider(cx, d.partition, &d.payload);
         }
     }
     wake_waiters(core, d.partition);

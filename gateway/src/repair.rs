@@ -1,13 +1,16 @@
-//! Repair on a storage node: the pieces of this node's slots that a write could
-//! not place (the node was down or failed it; the commit record names those slots
-//! in `missing_slots`) are rebuilt from the other slots and stored here. Every
-//! record a node applies, live or while catching up after a restart, is checked,
-//! so a node that was away repairs what it missed as it replays the log.
+//! Repair on a storage node: the pieces of this node's slots that it does not
+//! hold are rebuilt and stored here. Every record a node applies, live or while
+//! catching up after a restart or after a placement move gave it a slot, is
+//! checked against the node's stores: a write that could not place a piece (the
+//! node was down or failed it; the record names the slot in `missing_slots`), or
+//! any piece of a slot a move gives this node, is queued. A moved slot's piece is
+//! copied from its previous holder when that one can give it (one piece read);
+//! otherwise it is rebuilt from `k` other slots.
 //!
-//! One worker per core, one job at a time (a group's rebuild reads `k` pieces of
-//! the set, decodes and re-encodes): repair never competes with client traffic
-//! for more than one group's worth of reads. A job that cannot run now (fewer than
-//! `k` other pieces readable) is retried with backoff.
+//! One worker per core, one job at a time, paced to a byte rate
+//! (`--repair-mib-per-sec`): repair and moves never compete with client traffic for
+//! more than one group's worth of reads at a time. A job that cannot run now
+//! (fewer than `k` other pieces readable) is retried with backoff.
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -16,7 +19,10 @@ use std::time::Duration;
 use tessera_engine::object::meta::{self, DataLayout, Extent, MetaEntry};
 use tessera_engine::runtime::CoreCx;
 
+use tessera_engine::applied::MetaId;
+
 use crate::cluster_client::{group_bytes, piece_key, ClusterClient, Topology};
+use crate::wire::{Reply, Request};
 
 /// Pause of the worker when it has nothing to do.
 const IDLE: Duration = Duration::from_millis(100);
@@ -41,15 +47,23 @@ pub struct Job {
 pub struct Repairs {
     /// Reads pieces of the other slots; its topology follows etcd's.
     pub client: ClusterClient,
-    /// This node's (slot, drive) in each partition's set.
+    /// This node's id.
+    node: String,
+    /// This node's (slot, drive) in each partition's set, current or moved to.
     pub mine: RefCell<HashMap<u32, Vec<(usize, u16)>>>,
     queue: RefCell<VecDeque<(std::time::Instant, Job)>>,
+    /// The partition of the job being run.
+    busy: std::cell::Cell<Option<u32>>,
+    /// Bytes per second this core's worker stores at most (0: no limit).
+    rate: u64,
     pub stats: RefCell<RepairStats>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RepairStats {
     pub queued: u64,
+    /// Pieces copied whole from a slot's previous holder (a move).
+    pub pieces_copied: u64,
     pub pieces_rebuilt: u64,
     pub jobs_done: u64,
     pub retries: u64,
@@ -59,23 +73,33 @@ thread_local! {
     static REPAIRS: RefCell<Option<Rc<Repairs>>> = const { RefCell::new(None) };
 }
 
-/// This node's slots in every set of `t`'s placement.
+/// This node's slots in every set of `t`'s placements (the current one and the
+/// one a move goes to).
 pub fn my_slots(t: &Topology, node: &str) -> HashMap<u32, Vec<(usize, u16)>> {
     let mut out: HashMap<u32, Vec<(usize, u16)>> = HashMap::new();
-    if let Some(p) = &t.placement {
+    for p in t.placement.iter().chain(t.moving.as_ref().map(|m| &m.target)) {
         for (part, set) in p.sets.iter().enumerate() {
             for (slot, s) in set.iter().enumerate() {
-                if s.node == node {
-                    out.entry(part as u32).or_default().push((slot, s.drive as u16));
+                let mine = out.entry(part as u32).or_default();
+                if s.node == node && !mine.iter().any(|(x, _)| *x == slot) {
+                    mine.push((slot, s.drive as u16));
                 }
             }
         }
     }
+    out.retain(|_, v| !v.is_empty());
     out
 }
 
+/// Whether this core's node holds a slot of `partition` (`None` before the first
+/// topology).
+pub fn holds(partition: u32) -> Option<bool> {
+    REPAIRS.with(|r| r.borrow().as_ref().map(|r| r.mine.borrow().contains_key(&partition)))
+}
+
 /// Sets up (or updates) this core's repair state and starts its worker once.
-pub fn configure(cx: &Rc<CoreCx>, t: Topology, node: &str, secret: Vec<u8>) {
+/// `rate`: bytes per second the worker stores at most (0: no limit).
+pub fn configure(cx: &Rc<CoreCx>, t: Topology, node: &str, secret: Vec<u8>, rate: u64) {
     let mine = my_slots(&t, node);
     let existing = REPAIRS.with(|r| r.borrow().clone());
     match existing {
@@ -86,8 +110,11 @@ pub fn configure(cx: &Rc<CoreCx>, t: Topology, node: &str, secret: Vec<u8>) {
         None => {
             let r = Rc::new(Repairs {
                 client: ClusterClient::reader(t, secret),
+                node: node.to_string(),
                 mine: RefCell::new(mine),
                 queue: Default::default(),
+                busy: Default::default(),
+                rate,
                 stats: Default::default(),
             });
             REPAIRS.with(|slot| *slot.borrow_mut() = Some(r.clone()));
@@ -96,8 +123,9 @@ pub fn configure(cx: &Rc<CoreCx>, t: Topology, node: &str, secret: Vec<u8>) {
     }
 }
 
-/// Looks at an applied record: queues the rebuild of this node's slots it missed.
-pub fn consider(partition: u32, record: &[u8]) {
+/// Looks at an applied record: queues the pieces of this node's slots it names
+/// that this node's stores do not hold.
+pub fn consider(cx: &CoreCx, partition: u32, record: &[u8]) {
     let Some(r) = REPAIRS.with(|r| r.borrow().clone()) else { return };
     let Ok(rec) = meta::decode(record) else { return };
     let extents = match rec.entry {
@@ -112,9 +140,16 @@ pub fn consider(partition: u32, record: &[u8]) {
     let mine = r.mine.borrow();
     let Some(slots) = mine.get(&partition) else { return };
     for e in extents {
-        let missed: Vec<(usize, u16)> =
-            slots.iter().copied().filter(|(s, _)| e.missing_slots & (1 << s) != 0).collect();
-        if missed.is_empty() {
+        let groups = (e.size as usize).div_ceil(group_bytes(&e.geometry));
+        let lacking: Vec<(usize, u16)> = slots
+            .iter()
+            .copied()
+            .filter(|&(slot, drive)| match cx.stores.get(drive as usize).and_then(Option::as_ref) {
+                Some(store) => (0..groups).any(|g| store.len_of(piece_key(partition, e.data_id, g, slot)).is_none()),
+                None => false, // an offline drive is the drive's repair, not this record's
+            })
+            .collect();
+        if lacking.is_empty() {
             continue;
         }
         let mut q = r.queue.borrow_mut();
@@ -122,9 +157,35 @@ pub fn consider(partition: u32, record: &[u8]) {
             let (_, dropped) = q.pop_front().expect("full");
             tracing::warn!(partition = dropped.partition, "repair queue full: dropped the oldest job");
         }
-        q.push_back((std::time::Instant::now(), Job { partition, extent: e, slots: missed, attempts: 0 }));
+        q.push_back((std::time::Instant::now(), Job { partition, extent: e, slots: lacking, attempts: 0 }));
         r.stats.borrow_mut().queued += 1;
     }
+}
+
+/// Whether this core holds everything of `partitions` a move gives it: it has
+/// applied each partition's log as far as any live node of the current set has
+/// (asked now), and no piece of them waits in its repair queue.
+pub async fn caught_up(partitions: &[u32]) -> bool {
+    let Some(r) = REPAIRS.with(|r| r.borrow().clone()) else { return false };
+    for &p in partitions {
+        if r.busy.get() == Some(p) || r.queue.borrow().iter().any(|(_, j)| j.partition == p) {
+            return false;
+        }
+        let t = r.client.topology();
+        let Some(cur) = t.placement.as_ref().and_then(|c| c.sets.get(p as usize)) else { return false };
+        let req = Request::MetaGet { partition: p, id: MetaId::Object { bucket: String::new(), key: String::new() } };
+        let mut furthest = None;
+        for s in cur.iter().filter(|s| s.node != r.node && t.alive.contains(&s.node)) {
+            let Some(addr) = t.addrs.get(&s.node) else { continue };
+            if let Ok(Reply::Meta { applied, .. }) = r.client.call(*addr, &req).await {
+                furthest = furthest.max(applied);
+            }
+        }
+        if furthest > crate::node::applied(p) {
+            return false;
+        }
+    }
+    true
 }
 
 /// This core's repair counters and queue length.
@@ -153,7 +214,10 @@ async fn work(cx: Rc<CoreCx>, r: Rc<Repairs>) {
             r.stats.borrow_mut().jobs_done += 1;
             continue;
         }
-        match run(&cx, &r, &job).await {
+        r.busy.set(Some(job.partition));
+        let ran = run(&cx, &r, &job).await;
+        r.busy.set(None);
+        match ran {
             Ok(rebuilt) => {
                 let mut s = r.stats.borrow_mut();
                 s.pieces_rebuilt += rebuilt;
@@ -189,10 +253,37 @@ async fn run(cx: &Rc<CoreCx>, r: &Repairs, job: &Job) -> Result<u64, String> {
             if store.len_of(key).is_some() {
                 continue;
             }
-            let piece = r.client.rebuild_piece(job.partition, e, group, slot).await.map_err(|e| e.to_string())?;
+            let piece = match r.client.copy_piece(job.partition, e, group, slot, &r.node).await {
+                Some(p) => {
+                    r.stats.borrow_mut().pieces_copied += 1;
+                    p
+                }
+                None => r.client.rebuild_piece(job.partition, e, group, slot).await.map_err(|e| e.to_string())?,
+            };
             store.put(key, &piece).await.map_err(|e| e.to_string())?;
             rebuilt += 1;
+            pace(r, piece.len() as u64).await;
         }
     }
     Ok(rebuilt)
+}
+
+thread_local! {
+    /// When the worker may store its next byte (the pacing of [`pace`]).
+    static NEXT_AT: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Holds the worker to `r.rate` bytes per second after it stored `bytes`.
+async fn pace(r: &Repairs, bytes: u64) {
+    if r.rate == 0 {
+        return;
+    }
+    let now = std::time::Instant::now();
+    // A worker idle for a while starts afresh: no burst credit beyond one piece.
+    let from = NEXT_AT.with(|n| n.get()).filter(|at| *at > now).unwrap_or(now);
+    let next = from + Duration::from_secs_f64(bytes as f64 / r.rate as f64);
+    NEXT_AT.with(|n| n.set(Some(next)));
+    if next > now {
+        glommio::timer::sleep(next - now).await;
+    }
 }

@@ -116,16 +116,29 @@ async fn init_add_nodes_liveness_and_status() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // A 10th member takes its share; the other slots stay where they were.
+    // A 10th member begins a move to a placement where it takes its share and the
+    // other slots stay where they were; the current placement stays until the
+    // move ends (no nodes run here to carry it out).
     let before: Vec<u64> =
         (1..=9).map(|i| member(&status(&etcd), &format!("n{i}"))["slots"].as_u64().unwrap()).collect();
     let (ok, out, err) = tessera(&etcd, &["add-node", "--id", "n10", "--addr", "127.0.0.10:7000", "--drives", "2"]);
-    assert!(ok && out.contains("placement version 2"), "{out} {err}");
+    assert!(ok && out.contains("moving to placement version 2"), "{out} {err}");
     let s = status(&etcd);
-    let new_slots = member(&s, "n10")["slots"].as_u64().unwrap();
+    assert_eq!(s["placement_version"], 1, "{s}");
+    assert_eq!(s["moving"]["version"], 2, "{s}");
+    assert_eq!(s["moving"]["phase"], "syncing", "{s}");
+    assert_eq!(s["moving"]["waiting"], serde_json::json!(["n10"]), "only the newcomer takes slots: {s}");
+    assert_eq!(member(&s, "n10")["slots"], 0, "{s}");
+    let new_slots = member(&s, "n10")["target_slots"].as_u64().unwrap();
     assert!((57..=58).contains(&new_slots), "share 64 x 9 / 10 = 57.6, got {new_slots}");
-    let given: u64 = (1..=9).map(|i| before[i - 1] - member(&s, &format!("n{i}"))["slots"].as_u64().unwrap()).sum();
-    assert_eq!(given, new_slots, "the old members gave exactly what the newcomer took");
+    assert_eq!(s["moving"]["slots_moving"].as_u64(), Some(new_slots), "{s}");
+    let given: u64 =
+        (1..=9).map(|i| before[i - 1] - member(&s, &format!("n{i}"))["target_slots"].as_u64().unwrap()).sum();
+    assert_eq!(given, new_slots, "the old members give exactly what the newcomer takes");
+    // An 11th member while the move is on waits for the next one.
+    let (ok, out, err) = tessera(&etcd, &["add-node", "--id", "n11", "--addr", "127.0.0.11:7000", "--drives", "2"]);
+    assert!(ok && out.contains("the next one follows"), "{out} {err}");
+    assert_eq!(status(&etcd)["moving"]["version"], 2);
     drop(guards);
 }
 
