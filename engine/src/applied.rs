@@ -256,6 +256,12 @@ impl AppliedIndex {
     /// data id are garbage once no write in flight can still name them.
     /// A part counts only while its upload is open: after a completion the object
     /// names the parts it took, and the others (and an aborted upload's) are garbage.
+    /// Where the live records of `partition` that name data are stored.
+    pub fn live_with_data(&self, partition: u32) -> Vec<ShardKey> {
+        let Some(p) = self.parts.get(&partition) else { return vec![] };
+        p.entries.values().filter(|s| s.live && !s.data.is_empty()).map(|s| s.store_key).collect()
+    }
+
     pub fn referenced(&self, partition: u32) -> std::collections::HashSet<u128> {
         let Some(p) = self.parts.get(&partition) else { return Default::default() };
         p.entries

@@ -46,6 +46,10 @@ pub enum ClusterError {
     NotInitialised(String),
     #[error("node {0:?} is already a member")]
     DuplicateMember(String),
+    #[error("node {0:?} is not a member")]
+    NotMember(String),
+    #[error("node {0:?} was removed from the cluster and cannot join again under that id: start it with a new --id and an empty --data")]
+    Retired(String),
     #[error("{0}")]
     Invalid(String),
     #[error("placement: {0}")]
@@ -78,6 +82,9 @@ pub struct Member {
     pub addr: String,
     pub zone: String,
     pub drives: u32,
+    /// Being drained (`cluster remove-node`): the next placement leaves it out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 /// The placement as stored: `sets[p]` lists `[node, drive]` per slot.
@@ -170,12 +177,13 @@ pub fn incoming(current: &Placement, target: &Placement) -> BTreeMap<String, Vec
 /// change of members only: recomputing a balanced placement may shuffle a slot,
 /// and that is no reason to move data).
 fn planned(current: &Placement, members: &[Member], partitions: u32) -> ClusterResult<Option<Placement>> {
+    let staying: Vec<&Member> = members.iter().filter(|m| !m.leaving).collect();
     let placed: std::collections::BTreeSet<&str> = current.sets.iter().flatten().map(|s| s.node.as_str()).collect();
-    if placed == members.iter().map(|m| m.id.as_str()).collect() {
+    if placed == staying.iter().map(|m| m.id.as_str()).collect() {
         return Ok(None);
     }
     let nodes: Vec<NodeSpec> =
-        members.iter().map(|m| NodeSpec { id: m.id.clone(), zone: m.zone.clone(), drives: m.drives }).collect();
+        staying.iter().map(|m| NodeSpec { id: m.id.clone(), zone: m.zone.clone(), drives: m.drives }).collect();
     let next = placement::compute(Some(current), &nodes, partitions, current.k, current.m)?;
     Ok((next.sets != current.sets).then_some(next))
 }
@@ -212,6 +220,8 @@ pub struct MemberStatus {
     pub zone: String,
     pub drives: u32,
     pub alive: bool,
+    /// Being drained (`cluster remove-node`).
+    pub leaving: bool,
     /// Erasure-set slots placed on it.
     pub slots: usize,
     /// Slots it will hold when the move in progress ends (`slots` without one).
@@ -406,6 +416,9 @@ impl Cluster {
             if members.iter().any(|m| m.id == member.id) {
                 return Err(ClusterError::DuplicateMember(member.id));
             }
+            if self.client.get(self.key(&format!("retired/{}", member.id)), None).await?.count() > 0 {
+                return Err(ClusterError::Retired(member.id));
+            }
             let prev = self.get_json::<StoredPlacement>(&placement_key).await?;
             let prev_rev = prev.as_ref().map_or(0, |(_, r)| *r);
             members.push(member.clone());
@@ -452,6 +465,87 @@ impl Cluster {
             }
         }
         Err(ClusterError::Contended(UPDATE_ATTEMPTS_MAX))
+    }
+
+    /// Marks a member as leaving and, when no move is on, begins the move that
+    /// gives its slots to the others (else the coordinator begins it after the
+    /// move in progress). Refused when the others are too few for the code.
+    pub async fn remove_node(&mut self, id: &str) -> ClusterResult<Joined> {
+        let config = self.config().await?;
+        let member_key = self.key(&format!("members/{id}"));
+        let placement_key = self.key("placement");
+        let membership_key = self.key("membership");
+        for _ in 0..UPDATE_ATTEMPTS_MAX {
+            let membership_rev =
+                self.client.get(membership_key.clone(), None).await?.kvs().first().map_or(0, |kv| kv.mod_revision());
+            let mut members = self.members().await?;
+            let Some(m) = members.iter_mut().find(|m| m.id == id) else {
+                return Err(ClusterError::NotMember(id.to_string()));
+            };
+            m.leaving = true;
+            let member = m.clone();
+            let staying = members.iter().filter(|m| !m.leaving).count();
+            let n = (config.k + config.m) as usize;
+            if staying < n {
+                return Err(ClusterError::Invalid(format!(
+                    "removing {id:?} would leave {staying} members; RS {}+{} needs {n}",
+                    config.k, config.m
+                )));
+            }
+            let prev = self.get_json::<StoredPlacement>(&placement_key).await?;
+            let prev_rev = prev.as_ref().map_or(0, |(_, r)| *r);
+            let (next, change) = match prev {
+                Some((sp, _)) if sp.moving.is_none() => {
+                    let (current, _) = sp.layout();
+                    match planned(&current, &members, config.partitions)? {
+                        Some(target) => {
+                            let v = target.version;
+                            let mv = Move { target, phase: MovePhase::Syncing };
+                            (Some(StoredPlacement::new(&current, Some(&mv))), Joined::Moving(v))
+                        }
+                        None => (None, Joined::Queued),
+                    }
+                }
+                Some(_) => (None, Joined::Queued),
+                None => (None, Joined::Unplaced),
+            };
+            let mut ops = vec![
+                TxnOp::put(member_key.clone(), serde_json::to_vec(&member).expect("serialises"), None),
+                TxnOp::put(membership_key.clone(), members.len().to_string(), None),
+            ];
+            if let Some(p) = &next {
+                ops.push(TxnOp::put(placement_key.clone(), serde_json::to_vec(p).expect("serialises"), None));
+            }
+            let txn = Txn::new()
+                .when([
+                    Compare::mod_revision(placement_key.clone(), CompareOp::Equal, prev_rev),
+                    Compare::mod_revision(membership_key.clone(), CompareOp::Equal, membership_rev),
+                ])
+                .and_then(ops);
+            if self.client.txn(txn).await?.succeeded() {
+                return Ok(change);
+            }
+        }
+        Err(ClusterError::Contended(UPDATE_ATTEMPTS_MAX))
+    }
+
+    /// Members that left and hold no slot of `current` stop being members; their
+    /// ids are retired so a stale process cannot join again under them.
+    async fn retire_drained(&mut self, current: &Placement) -> ClusterResult<Vec<String>> {
+        let placed: std::collections::BTreeSet<&str> = current.sets.iter().flatten().map(|s| s.node.as_str()).collect();
+        let membership_key = self.key("membership");
+        let mut retired = Vec::new();
+        for m in self.members().await?.into_iter().filter(|m| m.leaving && !placed.contains(m.id.as_str())) {
+            let left = self.members().await?.len() - 1;
+            let txn = Txn::new().and_then([
+                TxnOp::delete(self.key(&format!("members/{}", m.id)), None),
+                TxnOp::put(self.key(&format!("retired/{}", m.id)), now_ms().to_string(), None),
+                TxnOp::put(membership_key.clone(), left.to_string(), None),
+            ]);
+            self.client.txn(txn).await?;
+            retired.push(m.id);
+        }
+        Ok(retired)
     }
 
     /// The current placement and the move in progress, with the key's revision.
@@ -501,7 +595,10 @@ impl Cluster {
             None => {
                 *seen = None;
                 let members = self.members().await?;
-                let Some(target) = planned(&current, &members, config.partitions)? else { return Ok(None) };
+                let Some(target) = planned(&current, &members, config.partitions)? else {
+                    let retired = self.retire_drained(&current).await?;
+                    return Ok((!retired.is_empty()).then(|| format!("drained and removed: {}", retired.join(" "))));
+                };
                 let what = format!("move to placement {} begun", target.version);
                 (StoredPlacement::new(&current, Some(&Move { target, phase: MovePhase::Syncing })), what)
             }
@@ -697,6 +794,7 @@ impl Cluster {
                 zone: m.zone.clone(),
                 drives: m.drives,
                 alive: alive.contains(&m.id),
+                leaving: m.leaving,
                 slots: slots.get(m.id.as_str()).copied().unwrap_or(0),
                 target_slots: match &moving {
                     Some(_) => target_slots.get(&m.id).copied().unwrap_or(0),
@@ -763,7 +861,12 @@ pub fn render_status(s: &Status) -> String {
             m.zone,
             m.drives,
             if m.slots == m.target_slots { m.slots.to_string() } else { format!("{} -> {}", m.slots, m.target_slots) },
-            if m.alive { "alive" } else { "DOWN" }
+            match (m.alive, m.leaving) {
+                (true, false) => "alive",
+                (true, true) => "alive, leaving",
+                (false, false) => "DOWN",
+                (false, true) => "DOWN, leaving",
+            }
         );
     }
     match s.placement_version {
@@ -804,7 +907,8 @@ mod tests {
         for bad in ["", "Prod", "a/b", &"x".repeat(64)] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
-        let good = Member { id: "n1".into(), addr: "127.0.0.1:7000".into(), zone: "z1".into(), drives: 4 };
+        let good =
+            Member { id: "n1".into(), addr: "127.0.0.1:7000".into(), zone: "z1".into(), drives: 4, leaving: false };
         assert!(check_member(&good).is_ok());
         for bad in [
             Member { id: "".into(), ..good.clone() },
@@ -823,6 +927,7 @@ mod tests {
             id: format!("n{i}"),
             addr: format!("127.0.0.1:{}", 7000 + i),
             zone: "z".into(),
+            leaving: false,
             drives: 1,
         };
         let nine: Vec<Member> = (1..=9).map(member).collect();
@@ -839,6 +944,14 @@ mod tests {
         assert_eq!(taken.keys().collect::<Vec<_>>(), ["n10"], "only the newcomer takes slots");
         assert!((14..=15).contains(&taken["n10"].len()), "its share of 16 x 9 / 10: {:?}", taken["n10"]);
         assert!(planned(&q, &ten, 16).unwrap().is_none(), "after the move: no other");
+        let mut drained = ten.clone();
+        drained[0].leaving = true;
+        let r = planned(&q, &drained, 16).unwrap().expect("a member leaving: a move");
+        let taken = incoming(&q, &r);
+        assert!(!taken.contains_key("n1"), "the leaving member takes nothing");
+        let given: usize = q.sets.iter().flatten().filter(|s| s.node == "n1").count();
+        assert_eq!(taken.values().map(Vec::len).sum::<usize>(), given, "only its slots move");
+        assert!(r.sets.iter().flatten().all(|s| s.node != "n1"), "it holds nothing after");
         let (cur, mv) =
             StoredPlacement::new(&p, Some(&Move { target: q.clone(), phase: MovePhase::Switched })).layout();
         assert_eq!((cur, mv), (p, Some(Move { target: q, phase: MovePhase::Switched })), "a move round-trips");

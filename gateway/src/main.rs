@@ -141,8 +141,8 @@ enum ClusterCommand {
         #[arg(long, default_value_t = 256)]
         partitions: u32,
     },
-    /// Adds a storage node; once there are k+m members the placement is (re)computed,
-    /// moving the least data.
+    /// Adds a storage node: the k+m-th member places the cluster; a later one begins
+    /// a move to the placement recomputed to take it in, moving the least data.
     AddNode {
         #[command(flatten)]
         etcd: EtcdArgs,
@@ -158,6 +158,16 @@ enum ClusterCommand {
         /// Drives of the node (its share of the slots is in proportion).
         #[arg(long, default_value_t = 1)]
         drives: u32,
+    },
+    /// Drains a storage node: a move gives its slots to the others (copied from it
+    /// while it runs, rebuilt from the other slots when it is down); once the move
+    /// has ended it is no member, and its id cannot join again.
+    RemoveNode {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        /// Node id.
+        #[arg(long)]
+        id: String,
     },
     /// Members, liveness, placement version, degraded and unavailable partitions.
     Status {
@@ -194,9 +204,17 @@ fn cluster(cmd: ClusterCommand) -> Result<(), String> {
             }
             ClusterCommand::AddNode { etcd, id, addr, zone, drives } => {
                 let mut c = Cluster::connect(&etcd.etcd, &etcd.cluster).await.map_err(|e| e.to_string())?;
-                let placed =
-                    c.add_node(Member { id: id.clone(), addr, zone, drives }).await.map_err(|e| e.to_string())?;
+                let placed = c
+                    .add_node(Member { id: id.clone(), addr, zone, drives, leaving: false })
+                    .await
+                    .map_err(|e| e.to_string())?;
                 println!("node {id:?} added; {placed}");
+                Ok(())
+            }
+            ClusterCommand::RemoveNode { etcd, id } => {
+                let mut c = Cluster::connect(&etcd.etcd, &etcd.cluster).await.map_err(|e| e.to_string())?;
+                let change = c.remove_node(&id).await.map_err(|e| e.to_string())?;
+                println!("node {id:?} leaving; {change}");
                 Ok(())
             }
             ClusterCommand::Status { etcd, json } => {

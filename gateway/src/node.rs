@@ -251,6 +251,7 @@ pub fn run(opts: NodeOptions) -> Result<(), String> {
         addr: advertise.to_string(),
         zone: opts.zone.clone(),
         drives: opts.drive_count as u32,
+        leaving: false,
     };
     let ttl = Duration::from_secs(opts.lease_secs);
     let joined = control.block_on(async {
@@ -796,6 +797,22 @@ thread_local! {
 /// The data ids the current records of `partition` name (for the collector).
 pub(crate) fn referenced(partition: u32) -> std::collections::HashSet<u128> {
     node_core().index.borrow().referenced(partition)
+}
+
+/// The live records of `partition` that name data, read from this core's store
+/// (for a rescan when the node is given a slot of records it applied before).
+pub(crate) async fn live_records(cx: &Rc<CoreCx>, partition: u32, drives: usize) -> Result<Vec<Vec<u8>>, String> {
+    let keys = node_core().index.borrow().live_with_data(partition);
+    let store = meta_store(cx, partition, drives).map_err(|Failure(_, why)| why)?;
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        match store.get(key).await {
+            Ok(b) => out.push(b.to_vec()),
+            // Replaced since the index was read: its successor is applied (and checked) too.
+            Err(e) => tracing::debug!(partition, ?key, error = %e, "record gone during a rescan"),
+        }
+    }
+    Ok(out)
 }
 
 /// The last log position applied of `partition` on this core.

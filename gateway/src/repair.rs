@@ -52,7 +52,11 @@ pub struct Repairs {
     /// This node's (slot, drive) in each partition's set, current or moved to.
     pub mine: RefCell<HashMap<u32, Vec<(usize, u16)>>>,
     queue: RefCell<VecDeque<(std::time::Instant, Job)>>,
-    /// The partition of the job being run.
+    /// Partitions whose applied records are to be checked again: this node was
+    /// given a slot of them (at start, every partition it holds), so records it
+    /// applied before may name pieces it lacks.
+    rescan: RefCell<std::collections::BTreeSet<u32>>,
+    /// The partition of the job (or rescan) being run.
     busy: std::cell::Cell<Option<u32>>,
     /// Bytes per second this core's worker stores at most (0: no limit).
     rate: u64,
@@ -105,14 +109,20 @@ pub fn configure(cx: &Rc<CoreCx>, t: Topology, node: &str, secret: Vec<u8>, rate
     match existing {
         Some(r) => {
             r.client.set_topology(t);
-            *r.mine.borrow_mut() = mine;
+            let mut old = r.mine.borrow_mut();
+            let given =
+                mine.iter().filter(|(p, slots)| old.get(p).is_none_or(|o| slots.iter().any(|s| !o.contains(s))));
+            r.rescan.borrow_mut().extend(given.map(|(p, _)| *p));
+            *old = mine;
         }
         None => {
+            let rescan = mine.keys().copied().collect();
             let r = Rc::new(Repairs {
                 client: ClusterClient::reader(t, secret),
                 node: node.to_string(),
                 mine: RefCell::new(mine),
                 queue: Default::default(),
+                rescan: RefCell::new(rescan),
                 busy: Default::default(),
                 rate,
                 stats: Default::default(),
@@ -168,7 +178,10 @@ pub fn consider(cx: &CoreCx, partition: u32, record: &[u8]) {
 pub async fn caught_up(partitions: &[u32]) -> bool {
     let Some(r) = REPAIRS.with(|r| r.borrow().clone()) else { return false };
     for &p in partitions {
-        if r.busy.get() == Some(p) || r.queue.borrow().iter().any(|(_, j)| j.partition == p) {
+        if r.busy.get() == Some(p)
+            || r.rescan.borrow().contains(&p)
+            || r.queue.borrow().iter().any(|(_, j)| j.partition == p)
+        {
             return false;
         }
         let t = r.client.topology();
@@ -200,6 +213,24 @@ async fn worker(cx: Rc<CoreCx>, r: Rc<Repairs>) {
 
 async fn work(cx: Rc<CoreCx>, r: Rc<Repairs>) {
     loop {
+        let scan = r.rescan.borrow_mut().pop_first();
+        if let Some(p) = scan {
+            r.busy.set(Some(p));
+            match crate::node::live_records(&cx, p, cx.stores.len()).await {
+                Ok(records) => {
+                    for rec in &records {
+                        consider(&cx, p, rec);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "cannot rescan a partition's records; later");
+                    r.rescan.borrow_mut().insert(p);
+                    glommio::timer::sleep(RETRY_FIRST).await;
+                }
+            }
+            r.busy.set(None);
+            continue;
+        }
         let next = {
             let mut q = r.queue.borrow_mut();
             let now = std::time::Instant::now();

@@ -139,6 +139,15 @@ async fn init_add_nodes_liveness_and_status() {
     let (ok, out, err) = tessera(&etcd, &["add-node", "--id", "n11", "--addr", "127.0.0.11:7000", "--drives", "2"]);
     assert!(ok && out.contains("the next one follows"), "{out} {err}");
     assert_eq!(status(&etcd)["moving"]["version"], 2);
+    // Draining: an unknown id is refused; a member is marked leaving (the move
+    // that drains it follows the one in progress, run by the nodes' coordinator).
+    let (ok, _, err) = tessera(&etcd, &["remove-node", "--id", "n99"]);
+    assert!(!ok && err.contains("not a member"), "{err}");
+    let (ok, out, err) = tessera(&etcd, &["remove-node", "--id", "n11"]);
+    assert!(ok && out.contains("leaving") && out.contains("the next one follows"), "{out} {err}");
+    let s = status(&etcd);
+    assert_eq!(member(&s, "n11")["leaving"], true, "{s}");
+    assert_eq!(member(&s, "n1")["leaving"], false, "{s}");
     drop(guards);
 }
 
