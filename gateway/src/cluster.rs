@@ -3,19 +3,24 @@
 //! which members are alive.
 //!
 //! Membership and liveness are kept apart, as Ceph's in/out and up/down are:
-//! * **Members** are added by the operator (`tessera cluster add-node`); adding
-//!   one recomputes the placement ([`tessera_engine::placement`]), which moves
-//!   the least data. The placement is stored with a version, replaced only by a
-//!   transaction that checks nobody replaced it meanwhile.
+//! * **Members** are added (`tessera cluster add-node`, or a node starting with a
+//!   new id) or drained (`remove-node`). The `k + m`-th member places the
+//!   cluster; later changes begin a *move* to the placement recomputed from the
+//!   current one ([`tessera_engine::placement`], least data moved). The stored
+//!   placement keeps the current one whole until the move ends (syncing →
+//!   switched → done, see [`Cluster::advance_move`] and `cluster_client`'s notes
+//!   on what gateways do in each phase). It is replaced only by a transaction
+//!   that checks nobody replaced it meanwhile.
 //! * **Liveness** is an etcd lease a running node keeps alive (an ephemeral key,
 //!   like a ZooKeeper ephemeral node). A member whose key is gone is down: its
 //!   slots are skipped (degraded reads) but stay where they are, so a restart or
 //!   a network blip moves no data.
 //!
 //! Keys, under `/tessera/<cluster>/` (JSON values, readable with etcdctl):
-//! `config`, `placement`, `members/<id>`, `membership` (member count, rewritten by every
-//! join), `alive/<id>` (leased), `buckets/<name>`
-//! (the bucket catalogue).
+//! `config`, `placement` (with the move in progress), `members/<id>`, `membership`
+//! (member count, rewritten by every join or drain), `alive/<id>` (leased),
+//! `synced/<version>/<id>` (a node caught up with a move), `retired/<id>` (drained
+//! ids, refused if they try to join again), `buckets/<name>` (the bucket catalogue).
 //!
 //! etcd-client needs tokio; it runs on a runtime of its own on the control
 //! thread, never on the cores.
