@@ -177,6 +177,28 @@ pub fn incoming(current: &Placement, target: &Placement) -> BTreeMap<String, Vec
     out
 }
 
+/// After a change of members: the placement to store (`None`: unchanged) and what
+/// it means. A move begins from `stored` unless one is on already (the
+/// coordinator begins the next when it ends).
+fn begin_move(
+    stored: StoredPlacement,
+    members: &[Member],
+    partitions: u32,
+) -> ClusterResult<(Option<StoredPlacement>, Joined)> {
+    if stored.moving.is_some() {
+        return Ok((None, Joined::Queued));
+    }
+    let (current, _) = stored.layout();
+    Ok(match planned(&current, members, partitions)? {
+        Some(target) => {
+            let v = target.version;
+            let mv = Move { target, phase: MovePhase::Syncing };
+            (Some(StoredPlacement::new(&current, Some(&mv))), Joined::Moving(v))
+        }
+        None => (None, Joined::Queued),
+    })
+}
+
 /// The placement the members call for, moved from `current` as little as
 /// possible; `None` when `current` places exactly the members (a move is for a
 /// change of members only: recomputing a balanced placement may shuffle a slot,
@@ -438,18 +460,7 @@ impl Cluster {
                     (Some(StoredPlacement::from(&p)), Joined::Placed(p.version))
                 }
                 None => (None, Joined::Unplaced),
-                Some((sp, _)) if sp.moving.is_none() => {
-                    let (current, _) = sp.layout();
-                    match planned(&current, &members, config.partitions)? {
-                        Some(target) => {
-                            let v = target.version;
-                            let mv = Move { target, phase: MovePhase::Syncing };
-                            (Some(StoredPlacement::new(&current, Some(&mv))), Joined::Moving(v))
-                        }
-                        None => (None, Joined::Queued),
-                    }
-                }
-                Some(_) => (None, Joined::Queued),
+                Some((sp, _)) => begin_move(sp, &members, config.partitions)?,
             };
             let mut ops = vec![
                 TxnOp::put(member_key.clone(), serde_json::to_vec(&member).expect("serialises"), None),
@@ -500,18 +511,7 @@ impl Cluster {
             let prev = self.get_json::<StoredPlacement>(&placement_key).await?;
             let prev_rev = prev.as_ref().map_or(0, |(_, r)| *r);
             let (next, change) = match prev {
-                Some((sp, _)) if sp.moving.is_none() => {
-                    let (current, _) = sp.layout();
-                    match planned(&current, &members, config.partitions)? {
-                        Some(target) => {
-                            let v = target.version;
-                            let mv = Move { target, phase: MovePhase::Syncing };
-                            (Some(StoredPlacement::new(&current, Some(&mv))), Joined::Moving(v))
-                        }
-                        None => (None, Joined::Queued),
-                    }
-                }
-                Some(_) => (None, Joined::Queued),
+                Some((sp, _)) => begin_move(sp, &members, config.partitions)?,
                 None => (None, Joined::Unplaced),
             };
             let mut ops = vec![

@@ -602,11 +602,25 @@ impl ClusterClient {
     ) -> Result<Option<MetaRecord>, ClusterIoError> {
         let partition = self.topology().keyspace.partition_of(bucket, key);
         let req = Request::MetaGet { partition, id };
+        self.on_read_set(partition, |live, n| {
+            let req = &req;
+            async move { self.newest_of(&live, n, req).await }
+        })
+        .await
+    }
+
+    /// Runs `read` on the live slots of `partition`'s read set; again on the new
+    /// placement when it changed before the read finished.
+    async fn on_read_set<T, F, Fut>(&self, partition: u32, read: F) -> Result<T, ClusterIoError>
+    where
+        F: Fn(Vec<LiveSlot>, usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClusterIoError>>,
+    {
         for _ in 0..LAYOUT_RETRIES {
             let (t, live, n) = self.live_set(partition)?;
-            let best = self.newest_of(&live, n, &req).await?;
+            let got = read(live, n).await?;
             if self.decided_on(&t)? {
-                return Ok(best);
+                return Ok(got);
             }
         }
         Err(ClusterIoError::StaleView(format!("the placement of partition {partition} kept changing")))
@@ -881,14 +895,11 @@ impl ClusterClient {
     ) -> Result<Vec<(u32, tessera_engine::object::meta::PartInfo)>, ClusterIoError> {
         let partition = self.topology().keyspace.partition_of(bucket, key);
         let req = Request::MetaParts { partition, bucket: bucket.into(), key: key.into(), upload_id: upload_id.into() };
-        for _ in 0..LAYOUT_RETRIES {
-            let (t, live, n) = self.live_set(partition)?;
-            let parts = self.parts_of(&live, n, &req).await?;
-            if self.decided_on(&t)? {
-                return Ok(parts);
-            }
-        }
-        Err(ClusterIoError::StaleView(format!("the placement of partition {partition} kept changing")))
+        self.on_read_set(partition, |live, n| {
+            let req = &req;
+            async move { self.parts_of(&live, n, req).await }
+        })
+        .await
     }
 
     /// An upload's parts as a read quorum of `live` knows them.
