@@ -422,11 +422,23 @@ impl ClusterClient {
                 t.k, t.m
             )));
         }
-        let live: Vec<_> = set.iter().filter(|s| s.3 && !self.suspected(&s.1)).map(|s| (s.0, s.1, s.2)).collect();
+        let live = self.usable(set, t.k);
         if live.len() < t.k {
             return Err(ClusterIoError::Unavailable { partition, live: live.len(), n, need: t.k });
         }
         Ok((live, n))
+    }
+
+    /// The slots of `set` to ask: alive and not suspected; or, when that leaves
+    /// fewer than `need`, alive ones, suspected too (a node that failed a call a
+    /// moment ago may be back, restarted: asking costs one call, failing fast
+    /// would turn a read that can succeed into a 503).
+    fn usable(&self, set: &SetSlots, need: usize) -> Vec<LiveSlot> {
+        let trusted: Vec<_> = set.iter().filter(|s| s.3 && !self.suspected(&s.1)).map(|s| (s.0, s.1, s.2)).collect();
+        if trusted.len() >= need {
+            return trusted;
+        }
+        set.iter().filter(|s| s.3).map(|s| (s.0, s.1, s.2)).collect()
     }
 
     /// Checks that `bucket/key`'s partition can take a write or serve a read now.
@@ -742,7 +754,7 @@ impl ClusterClient {
         let len: usize = (s0..=s1).map(|s| shard_len(stripe_len(s) as usize, k)).sum();
         // Data slots first, then parity, then slots the write missed (a repair may
         // have rebuilt them since); a missing or corrupt piece moves on to the next.
-        let alive: Vec<_> = set.iter().filter(|s| s.3 && !self.suspected(&s.1)).map(|s| (s.0, s.1, s.2)).collect();
+        let alive = self.usable(&set, k);
         let missed = |slot: usize| e.missing_slots & (1 << slot) != 0;
         let mut order: Vec<LiveSlot> = alive.iter().filter(|s| s.0 < k && !missed(s.0)).copied().collect();
         order.extend(alive.iter().filter(|s| s.0 >= k && !missed(s.0)).copied());
