@@ -642,9 +642,17 @@ impl Cluster {
         if !self.client.txn(txn).await?.succeeded() {
             return Ok(None);
         }
+        let mut what = what;
         if next.moving.is_none() {
             let prefix = self.key(&format!("synced/{}/", next.version));
             self.client.delete(prefix, Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+            // A drained member stops being one with the move that drained it, not a
+            // step later (a crash in between is caught by the next step's check).
+            let (now, _) = next.layout();
+            let retired = self.retire_drained(&now).await?;
+            if !retired.is_empty() {
+                what = format!("{what}; drained and removed: {}", retired.join(" "));
+            }
         }
         Ok(Some(what))
     }
