@@ -229,7 +229,21 @@ impl SegmentHeader {
 /// part (copy and block crcs) happens here, on the submitting request;
 /// [`seal_record`] then stamps the sequence number in the committer.
 pub fn build_record(out: &mut [u8], kind: RecordKind, key: ShardKey, payload: &[u8], block_log2: u8) {
-    let plen = payload.len() as u64;
+    record_payload_mut(out, payload.len() as u64, block_log2).copy_from_slice(payload);
+    finish_record(out, kind, key, payload.len() as u64, block_log2);
+}
+
+/// The payload's place in a record buffer of `record_len(payload_len, block_log2)`
+/// bytes, for a writer that fills it in place and then calls [`finish_record`].
+pub fn record_payload_mut(out: &mut [u8], payload_len: u64, block_log2: u8) -> &mut [u8] {
+    assert_eq!(out.len() as u64, record_len(payload_len, block_log2), "record buffer size");
+    let poff = payload_offset(payload_len, block_log2) as usize;
+    &mut out[poff..poff + payload_len as usize]
+}
+
+/// Lays out the rest of a record whose payload is in place (see
+/// [`record_payload_mut`]): header with `seq = 0` placeholder, crc table, padding.
+pub fn finish_record(out: &mut [u8], kind: RecordKind, key: ShardKey, plen: u64, block_log2: u8) {
     let poff = payload_offset(plen, block_log2) as usize;
     assert_eq!(out.len() as u64, record_len(plen, block_log2), "record buffer size");
     assert!((BLOCK_LOG2_MIN..=BLOCK_LOG2_MAX).contains(&block_log2));
@@ -243,11 +257,12 @@ pub fn build_record(out: &mut [u8], kind: RecordKind, key: ShardKey, payload: &[
     out[REC_OFF_OBJECT..REC_OFF_OBJECT + 16].copy_from_slice(&key.object.to_le_bytes());
     put_u64(out, REC_OFF_PAYLOAD_LEN, plen);
     let block = 1usize << block_log2;
+    let (head, rest) = out.split_at_mut(poff);
+    let (payload, padding) = rest.split_at_mut(plen as usize);
     for (i, chunk) in payload.chunks(block).enumerate() {
-        put_u32(out, RECORD_HEADER_BYTES + 4 * i, crc32c::crc32c(chunk));
+        put_u32(head, RECORD_HEADER_BYTES + 4 * i, crc32c::crc32c(chunk));
     }
-    out[poff..poff + payload.len()].copy_from_slice(payload);
-    out[poff + payload.len()..].fill(0);
+    padding.fill(0);
 }
 
 /// Stamps `seq` and `batch_seq` into a record laid out by [`build_record`] and

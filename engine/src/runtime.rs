@@ -371,7 +371,12 @@ pub struct Runtime {
 // PR #53, not in a release): 2 of 20 servers hung at start. A timer task waking
 // the executor every 5 ms did not save it (1 of 30 still hung: the executor keeps
 // seeing itself preempted). So the default stays until a release carries the
-// fix; `Io::yield_if_needed` calls mark the long loops that will benefit.
+// fix. Instead the long loops hand the reactor its turn themselves
+// (`Io::yield_to_reactor`, a 10 µs timer: only the reactor completes it, so
+// the run queue empties and glommio turns the reactor). Every 128 KiB hashed
+// and every 1 MiB stripe encoded, it made 64 MiB PUTs ~30% faster with none of
+// the quota's risk (`tessera-bench -w put -s 64MiB`, 3 interleaved rounds: 4
+// connections 356 -> 462 MB/s, 8 connections 418 -> 555 MB/s).
 
 fn core_dir(drive: &Path, core: usize) -> PathBuf {
     drive.join(format!("core-{core}"))

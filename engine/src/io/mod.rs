@@ -113,9 +113,10 @@ pub trait Io: Clone + 'static {
     /// Reads a whole small file (checkpoints). No alignment rules.
     async fn read_file(&self, path: &Path) -> IoResult<Vec<u8>>;
 
-    /// Lets other tasks and the reactor run if this task has had the core long
-    /// enough (long CPU work such as encoding calls it between steps).
-    async fn yield_if_needed() {}
+    /// Waits for the reactor's next turn, so the IO other tasks queued meanwhile
+    /// is submitted and completions are reaped. Long CPU work (hashing, encoding)
+    /// calls it every few hundred KiB: see `runtime.rs` on why glommio needs it.
+    async fn yield_to_reactor() {}
 }
 
 /// An open file. Offsets and lengths of reads and writes are multiples of

@@ -46,7 +46,7 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 use crate::erasure::{new_codec, BoxedCodec, CodecKind};
 use crate::format::ShardKey;
 use crate::io::Io;
-use crate::store::{ShardStore, StoreError};
+use crate::store::{PieceBuf, ShardStore, StoreError};
 pub use deployment::{Deployment, DriveStatus};
 mod cache;
 pub use cache::CacheStats;
@@ -1576,33 +1576,52 @@ async fn write_group<I: Io>(
     }
     let (k, n) = (g.k(), g.n());
     let stripe = g.stripe_bytes() as usize;
-    let mut pieces: Vec<Vec<u8>> = (0..n).map(|_| Vec::with_capacity(data.len() / k + 4096)).collect();
+    // Each slot's piece is coded straight into the IO buffer its drive writes
+    // (data shards copied in once, parity encoded in place); a slot that is not
+    // written (missed, its drive offline, or refused) codes into a scratch buffer.
+    let piece_len: usize = data.chunks(stripe).map(|c| g.shard_len(c.len() as u64)).sum();
+    let mut outs: Vec<PieceOut<I>> = (0..n)
+        .map(|slot| {
+            let d = g.drive_of(slot);
+            let why = if missing & (1 << slot) != 0 {
+                None
+            } else {
+                match layer.store(d).map(|s| s.piece_buf(piece_key(partition, data_id, group, slot), piece_len)) {
+                    Some(Ok(buf)) => return PieceOut::Piece(buf),
+                    Some(Err(e)) => Some(e),
+                    None => Some(StoreError::Closed),
+                }
+            };
+            PieceOut::Scratch(vec![0; piece_len], why)
+        })
+        .collect();
+    let mut at = 0;
     for chunk in data.chunks(stripe) {
         let len = g.shard_len(chunk.len() as u64);
-        let base: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
-        for (i, p) in pieces.iter_mut().enumerate() {
+        for (i, out) in outs.iter_mut().enumerate().take(k) {
             let start = (i * len).min(chunk.len());
             let end = ((i + 1) * len).min(chunk.len());
-            if i < k {
-                p.extend_from_slice(&chunk[start..end]);
-            }
-            p.resize(base[i] + len, 0);
+            let shard = &mut out.payload_mut()[at..at + len];
+            shard[..end - start].copy_from_slice(&chunk[start..end]);
+            shard[end - start..].fill(0);
         }
-        let (data_p, parity_p) = pieces.split_at_mut(k);
-        let data_refs: Vec<&[u8]> = data_p.iter().enumerate().map(|(i, p)| &p[base[i]..base[i] + len]).collect();
-        let mut parity_refs: Vec<&mut [u8]> =
-            parity_p.iter_mut().enumerate().map(|(j, p)| &mut p[base[k + j]..base[k + j] + len]).collect();
+        let (data_p, parity_p) = outs.split_at_mut(k);
+        let data_refs: Vec<&[u8]> = data_p.iter().map(|o| &o.payload()[at..at + len]).collect();
+        let mut parity_refs: Vec<&mut [u8]> = parity_p.iter_mut().map(|o| &mut o.payload_mut()[at..at + len]).collect();
         layer.codec_for(&g)?.encode(&data_refs, &mut parity_refs).map_err(|e| ObjectError::Internal(e.to_string()))?;
-        // Between stripes, the reactor may run (submit and reap other IO).
-        I::yield_if_needed().await;
+        at += len;
+        // Between stripes (1 MiB of data), the reactor submits and reaps other IO.
+        I::yield_to_reactor().await;
     }
     let layer = &layer;
-    let writes = (0..n).filter(|s| missing & (1 << s) == 0).map(|slot| {
-        let piece = &pieces[slot];
+    let writes = outs.into_iter().enumerate().filter(|(s, _)| missing & (1 << s) == 0).map(|(slot, out)| {
         let d = g.drive_of(slot);
         async move {
-            let Some(s) = layer.store(d) else { return (slot, d, Err(StoreError::Closed)) };
-            (slot, d, s.put(piece_key(partition, data_id, group, slot), piece).await)
+            match (out, layer.store(d)) {
+                (PieceOut::Piece(buf), Some(s)) => (slot, d, s.put_piece(buf).await),
+                (PieceOut::Scratch(_, Some(e)), _) => (slot, d, Err(e)),
+                _ => (slot, d, Err(StoreError::Closed)),
+            }
         }
     });
     let mut failed = 0u64;
@@ -1615,6 +1634,30 @@ async fn write_group<I: Io>(
         }
     }
     Ok((failed, data))
+}
+
+/// Where one slot's piece of a group is coded (see `write_group`).
+enum PieceOut<I: Io> {
+    /// The record its drive will write.
+    Piece(PieceBuf<I>),
+    /// Not written; with the reason when the slot was meant to be.
+    Scratch(Vec<u8>, Option<StoreError>),
+}
+
+impl<I: Io> PieceOut<I> {
+    fn payload(&self) -> &[u8] {
+        match self {
+            PieceOut::Piece(b) => b.payload(),
+            PieceOut::Scratch(v, _) => v,
+        }
+    }
+
+    fn payload_mut(&mut self) -> &mut [u8] {
+        match self {
+            PieceOut::Piece(b) => b.payload_mut(),
+            PieceOut::Scratch(v, _) => v,
+        }
+    }
 }
 
 impl<I: Io> Drop for DataWriter<I> {

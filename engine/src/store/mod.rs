@@ -41,6 +41,26 @@ pub use checkpoint::{CheckpointData, CheckpointError};
 pub use index::{Index, Loc};
 pub use recovery::{verify_store, SegmentCheck, VerifyReport};
 
+/// A piece's record in an IO buffer, its payload filled in place by the caller
+/// (see [`ShardStore::piece_buf`]).
+pub struct PieceBuf<I: Io> {
+    record: I::Buf,
+    key: ShardKey,
+    payload_len: u64,
+    block_log2: u8,
+}
+
+impl<I: Io> PieceBuf<I> {
+    pub fn payload(&self) -> &[u8] {
+        let poff = format::payload_offset(self.payload_len, self.block_log2) as usize;
+        &self.record[poff..poff + self.payload_len as usize]
+    }
+
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        format::record_payload_mut(&mut self.record, self.payload_len, self.block_log2)
+    }
+}
+
 /// Tunables of one store. Every queue and batch is bounded.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -327,6 +347,31 @@ impl<I: Io> ShardStore<I> {
             return Err(StoreError::TooLarge { len: data.len() as u64, max });
         }
         self.submit(OpKind::Put, key, data).await
+    }
+
+    /// An IO buffer for a piece of `payload_len` bytes under `key`, its payload
+    /// to be filled in place ([`PieceBuf::payload_mut`]) and then stored with
+    /// [`ShardStore::put_piece`]: an encoder writes its output straight into the
+    /// record the drive receives, with no copy in between.
+    pub fn piece_buf(&self, key: ShardKey, payload_len: usize) -> Result<PieceBuf<I>, StoreError> {
+        let max = self.shared.cfg.payload_bytes_max();
+        if payload_len as u64 > max {
+            return Err(StoreError::TooLarge { len: payload_len as u64, max });
+        }
+        let block_log2 = self.shared.cfg.block_log2;
+        let record = self.shared.io.alloc(format::record_len(payload_len as u64, block_log2) as usize);
+        Ok(PieceBuf { record, key, payload_len: payload_len as u64, block_log2 })
+    }
+
+    /// Stores a piece filled in place, as [`ShardStore::put`] does. Returns once durable.
+    pub async fn put_piece(&self, piece: PieceBuf<I>) -> Result<Applied, StoreError> {
+        let PieceBuf { mut record, key, payload_len, block_log2 } = piece;
+        assert_eq!(block_log2, self.shared.cfg.block_log2, "a piece buffer of a store configured otherwise");
+        format::finish_record(&mut record, RecordKind::Put, key, payload_len, block_log2);
+        let (reply, rx) = oneshot::channel();
+        let record_len = record.len() as u64;
+        let op = Op { kind: OpKind::Put, key, payload_len, record_len, record: Some(record), reply };
+        self.send(op, rx).await
     }
 
     /// Deletes `key` (a tombstone record). `Skipped` if it did not exist.

@@ -13,12 +13,14 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use tessera_engine::applied::MetaId;
+use tessera_engine::io::glommio_io::GlommioIo;
+use tessera_engine::io::Io;
 use tessera_engine::object::meta::{MetaEntry, UploadInfo};
 use tessera_engine::object::{DataLayout, ListItem, ObjectInfo, PartInfo};
 
 use super::checksum::Md5;
 use super::error::{S3Error, S3ErrorCode};
-use super::owner::{summary, BodyChunk, BodyMsg, Decide, PutTarget, ReadPlan, Segment};
+use super::owner::{summary, BodyChunk, BodyMsg, Decide, PutTarget, ReadPlan, Segment, HASHED_PER_TURN};
 use crate::cluster_client::{ClusterClient, ClusterIoError, INLINE_BYTES_MAX};
 
 /// Reads a stream keeps in flight ahead of the one being sent.
@@ -128,6 +130,7 @@ pub async fn put(
         open_upload(&cc, &bucket, &key, upload_id).await?;
     }
     let mut md5 = Md5::new();
+    let mut hashed = 0;
     let mut small: Vec<u8> = Vec::new();
     // A part is always coded into an extent: the object it completes is the list
     // of its parts' extents.
@@ -139,7 +142,12 @@ pub async fn put(
         match rx.recv_async().await {
             Ok(BodyMsg::Data(b)) => {
                 md5.update(&b);
-                glommio::yield_if_needed().await;
+                // As on the embedded owner: the reactor sends the pieces meanwhile.
+                hashed += b.len();
+                if hashed >= HASHED_PER_TURN {
+                    hashed = 0;
+                    GlommioIo::yield_to_reactor().await;
+                }
                 match writer.as_mut() {
                     Some(w) => crate::cluster_client::ExtentWriter::push(w, &b).await.map_err(io_error)?,
                     None => {
