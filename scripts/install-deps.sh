@@ -5,7 +5,9 @@
 #   fio          the disk reference for scripts/bench-engine.sh
 #   pkg-config   lets build scripts find system libraries
 #   make         builds jemalloc (tikv-jemalloc-sys), the server's allocator
-#   protobuf-compiler  etcd-client's build (gRPC stubs)
+#   protobuf-compiler, libprotobuf-dev  etcd-client's build (gRPC stubs; protoc's
+#                well-known types such as descriptor.proto are in libprotobuf-dev, a
+#                recommends that --no-install-recommends leaves out)
 #   etcd-server  the etcd the cluster tests start (Debian's, 3.4)
 #   cmake, g++, libcurl4-openssl-dev  rdkafka's `cmake-build` of librdkafka 2.12
 #                (Debian's librdkafka 2.0.2 cannot talk to tansu)
@@ -21,6 +23,7 @@ command -v fio >/dev/null 2>&1 || need+=(fio)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+dpkg -s libprotobuf-dev >/dev/null 2>&1 || need+=(libprotobuf-dev)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v g++ >/dev/null 2>&1 || need+=(g++)

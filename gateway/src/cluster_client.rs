@@ -42,7 +42,6 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use futures::StreamExt;
 use glommio::net::TcpStream;
-use md5::{Digest, Md5};
 use tessera_engine::applied::MetaId;
 use tessera_engine::erasure::{new_codec, CodecKind};
 use tessera_engine::format::ShardKey;
@@ -503,7 +502,7 @@ impl ClusterClient {
         body: &[u8],
         headers: Vec<(String, String)>,
     ) -> Result<(u64, String), ClusterIoError> {
-        let etag = format!("\"{}\"", hex::encode(Md5::digest(body)));
+        let etag = format!("\"{}\"", hex::encode(md5_many::md5(body)));
         let data = if body.len() <= INLINE_BYTES_MAX {
             self.check_available(bucket, key)?;
             DataLayout::Inline(body.to_vec())

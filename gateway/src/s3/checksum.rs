@@ -29,7 +29,7 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use md5::Digest as _;
+use sha2::Digest as _;
 
 /// Longest digest we handle (SHA-256).
 pub const CHECKSUM_BYTES_MAX: usize = 32;
@@ -361,9 +361,9 @@ impl Md5Digest {
     }
 }
 
-/// Streaming MD5.
+/// Streaming MD5, one stream (an upload's body is hashed by [`super::md5_lanes`]).
 #[derive(Clone, Default)]
-pub struct Md5(md5::Md5);
+pub struct Md5(md5_many::Md5State);
 
 impl Md5 {
     pub fn new() -> Self {
@@ -375,7 +375,7 @@ impl Md5 {
     }
 
     pub fn finish(self) -> Md5Digest {
-        Md5Digest(self.0.finalize().into())
+        Md5Digest(self.0.finalize())
     }
 }
 

@@ -18,8 +18,8 @@ use tessera_engine::io::Io;
 use tessera_engine::object::meta::{MetaEntry, UploadInfo};
 use tessera_engine::object::{DataLayout, ListItem, ObjectInfo, PartInfo};
 
-use super::checksum::Md5;
 use super::error::{S3Error, S3ErrorCode};
+use super::md5_lanes::{self, LaneMd5};
 use super::owner::{summary, BodyChunk, BodyMsg, Decide, PutTarget, ReadPlan, Segment, HASHED_PER_TURN};
 use crate::cluster_client::{ClusterClient, ClusterIoError, INLINE_BYTES_MAX};
 
@@ -129,7 +129,7 @@ pub async fn put(
     if let PutTarget::Part { upload_id, .. } = &target {
         open_upload(&cc, &bucket, &key, upload_id).await?;
     }
-    let mut md5 = Md5::new();
+    let mut md5 = LaneMd5::new();
     let mut hashed = 0;
     let mut small: Vec<u8> = Vec::new();
     // A part is always coded into an extent: the object it completes is the list
@@ -141,12 +141,14 @@ pub async fn put(
     let fin = loop {
         match rx.recv_async().await {
             Ok(BodyMsg::Data(b)) => {
-                md5.update(&b);
-                // As on the embedded owner: the reactor sends the pieces meanwhile.
+                md5.push(b.clone());
+                // As on the embedded owner: the reactor sends the pieces meanwhile,
+                // and the core's uploads are hashed together.
                 hashed += b.len();
                 if hashed >= HASHED_PER_TURN {
                     hashed = 0;
                     GlommioIo::yield_to_reactor().await;
+                    md5_lanes::hash_queued();
                 }
                 match writer.as_mut() {
                     Some(w) => crate::cluster_client::ExtentWriter::push(w, &b).await.map_err(io_error)?,
