@@ -33,11 +33,13 @@ use super::checksum::Md5Digest;
 const LANES: usize = 8;
 
 /// Streams with bytes queued a pass waits for (fewer when fewer are live on the
-/// core). The 8-lane pass costs the same whatever number of lanes carry data, ~1.5
-/// single-stream hashes: measured (`md5-many` on this machine's EPYC, 128 KiB per
-/// stream per pass) one stream alone 432 MB/s, padded to 8 lanes 343; two streams
-/// 469 one by one vs 623 padded; four 437 vs 1417. So two streams per pass save a
-/// quarter of the MD5 work, four two thirds.
+/// core). The 8-lane pass costs the same whatever number of lanes carry data, so
+/// the more streams per pass the better: `cargo bench -p tessera-benches --bench
+/// md5` on this machine's EPYC (128 KiB per stream per turn, 2 MiB per stream) gave
+/// one stream 646 MiB/s; 2 streams in lanes 900 MiB/s (1.4x), 4 1.77 GiB/s (2.8x),
+/// 8 3.18 GiB/s (4.9x). Waiting for up to 8 measured no better than 4 in 64 MiB
+/// PUTs (579 vs 608 MB/s over 3 interleaved rounds at 8 connections): the wait
+/// costs what the fuller pass saves.
 const WAIT_FOR_MAX: usize = 4;
 
 /// Bytes one stream may hold queued while it waits for others to hash beside.
