@@ -839,6 +839,8 @@ impl<I: Io> ObjectLayer<I> {
             data_id: self.new_data_id(),
             geometry,
             buf: Vec::new(),
+            staged: None,
+            group_len: 0,
             size: 0,
             groups: 0,
             missing_slots: 0,
@@ -1454,12 +1456,27 @@ pub struct DataWriter<I: Io> {
     partition: u32,
     data_id: u128,
     geometry: Geometry,
+    /// The bytes of an object that may still be stored inline (nothing staged).
     buf: Vec<u8>,
+    /// The current group's data, placed in its data slots' pieces as it arrives.
+    staged: Option<FullGroup<I>>,
+    /// Bytes of the current group so far (in `buf` or `staged`).
+    group_len: usize,
     size: u64,
     groups: u64,
     missing_slots: u64,
     inline_max: usize,
     finished: bool,
+}
+
+/// A group's data, placed as it arrived straight into the records its `k` data
+/// slots' drives write, so the body is copied once on its way to the drives.
+/// Byte `o` of a group sits in slot `(o % stripe) / chunk`, at `(o / stripe) *
+/// chunk + o % chunk`: the layout of whole stripes, which every group but an
+/// extent's last has. A short last group is gathered back into one buffer and
+/// coded as such (see [`DataWriter::finish`]).
+pub struct FullGroup<I: Io> {
+    slots: Vec<PieceOut<I>>,
 }
 
 impl<I: Io> DataWriter<I> {
@@ -1468,46 +1485,81 @@ impl<I: Io> DataWriter<I> {
     }
 
     /// Appends bytes, taking at most what completes the current group. When the
-    /// group is full its buffer is returned, to be written with [`start_flush`]
+    /// group is full it is returned, to be written with [`start_flush`]
     /// (Self::start_flush). Returns how many bytes were taken.
-    pub fn push(&mut self, data: &[u8]) -> (usize, Option<Vec<u8>>) {
+    pub fn push(&mut self, data: &[u8]) -> (usize, Option<FullGroup<I>>) {
         let group = self.geometry.group_bytes() as usize;
-        let take = (group - self.buf.len()).min(data.len());
-        // Past the inline size, the group will fill: allocate it once, not by doubling.
-        if self.buf.capacity() < group && self.buf.len() + take > self.inline_max {
-            self.buf.reserve_exact(group - self.buf.len());
+        let take = (group - self.group_len).min(data.len());
+        let end = self.group_len + take;
+        if self.staged.is_none() {
+            // An object that may end inline is not coded yet.
+            if self.groups == 0 && end <= self.inline_max && end < group {
+                self.buf.extend_from_slice(&data[..take]);
+                self.group_len = end;
+                self.size += take as u64;
+                return (take, None);
+            }
+            let mut staged = self.stage();
+            place(&self.geometry, &mut staged, 0, &self.buf);
+            self.buf = Vec::new();
+            self.staged = Some(staged);
         }
-        self.buf.extend_from_slice(&data[..take]);
+        let staged = self.staged.as_mut().expect("staged above");
+        place(&self.geometry, staged, self.group_len, &data[..take]);
+        self.group_len = end;
         self.size += take as u64;
-        if self.buf.len() == group {
-            return (take, Some(std::mem::take(&mut self.buf)));
+        if end == group {
+            self.group_len = 0;
+            return (take, self.staged.take());
         }
         (take, None)
     }
 
-    /// Starts encoding and writing a group. The future owns what it needs, so the
-    /// caller can take in the next group's bytes while this one's IO runs (one
+    /// The pieces of the next group's data slots, to place its bytes in.
+    fn stage(&self) -> FullGroup<I> {
+        let g = &self.geometry;
+        let piece_len = g.group_stripes as usize * g.chunk_bytes as usize;
+        FullGroup {
+            slots: piece_outs(
+                &self.layer,
+                self.partition,
+                self.data_id,
+                g,
+                self.groups,
+                self.missing_slots,
+                0..g.k(),
+                piece_len,
+            ),
+        }
+    }
+
+    /// Starts encoding and writing a full group. The future owns what it needs, so
+    /// the caller can take in the next group's bytes while this one's IO runs (one
     /// flush in flight keeps the drives busy without more memory per upload). Hand
     /// its outcome to [`flushed`](Self::flushed).
-    pub fn start_flush(&mut self, data: Vec<u8>) -> impl std::future::Future<Output = FlushOutcome> + 'static {
+    pub fn start_flush(&mut self, full: FullGroup<I>) -> impl std::future::Future<Output = FlushOutcome> + 'static {
         let group = self.groups;
         self.groups += 1;
-        write_group(self.layer.clone(), self.partition, self.data_id, self.geometry, group, self.missing_slots, data)
+        let (layer, partition, data_id, g, missing) =
+            (self.layer.clone(), self.partition, self.data_id, self.geometry, self.missing_slots);
+        async move {
+            let piece_len = g.group_stripes as usize * g.chunk_bytes as usize;
+            let mut outs = full.slots;
+            outs.extend(piece_outs(&layer, partition, data_id, &g, group, missing, g.k()..g.n(), piece_len));
+            let shards = vec![g.chunk_bytes as usize; g.group_stripes as usize];
+            code_and_write(layer, g, group, missing, outs, &shards).await
+        }
     }
 
     /// Takes a flush's outcome: its failed slots count as missing from now on, and
     /// the write fails once fewer than `k` slots have every piece.
     pub fn flushed(&mut self, outcome: FlushOutcome) -> ObjectResult<()> {
-        let (failed, mut buf) = outcome?;
+        let failed = outcome?;
         self.missing_slots |= failed;
         let (k, n) = (self.geometry.k(), self.geometry.n());
         let written = n - self.missing_slots.count_ones() as usize;
         if written < k {
             return Err(ObjectError::Unavailable(format!("{written} of {n} drives took the write, {k} needed")));
-        }
-        if self.buf.is_empty() && self.buf.capacity() < buf.capacity() {
-            buf.clear();
-            self.buf = buf; // reuse the group buffer
         }
         Ok(())
     }
@@ -1518,8 +1570,8 @@ impl<I: Io> DataWriter<I> {
         while !data.is_empty() {
             let (taken, full) = self.push(data);
             data = &data[taken..];
-            if let Some(buf) = full {
-                let outcome = self.start_flush(buf).await;
+            if let Some(full) = full {
+                let outcome = self.start_flush(full).await;
                 self.flushed(outcome)?;
             }
         }
@@ -1528,13 +1580,30 @@ impl<I: Io> DataWriter<I> {
 
     /// Writes what is buffered and returns the layout to commit.
     pub async fn finish(mut self) -> ObjectResult<DataLayout> {
-        if self.groups == 0 && self.size as usize <= self.inline_max {
+        if self.groups == 0 && self.staged.is_none() && self.size as usize <= self.inline_max {
             self.finished = true;
             return Ok(DataLayout::Inline(std::mem::take(&mut self.buf)));
         }
-        if !self.buf.is_empty() {
-            let buf = std::mem::take(&mut self.buf);
-            let outcome = self.start_flush(buf).await;
+        // The last group is short: its last stripe's shards are shorter than the
+        // staged layout assumed, so its bytes are gathered and coded anew.
+        let tail = match self.staged.take() {
+            Some(staged) => gather(&self.geometry, &staged, self.group_len),
+            None => std::mem::take(&mut self.buf),
+        };
+        self.group_len = 0;
+        if !tail.is_empty() {
+            let group = self.groups;
+            self.groups += 1;
+            let outcome = write_group(
+                self.layer.clone(),
+                self.partition,
+                self.data_id,
+                self.geometry,
+                group,
+                self.missing_slots,
+                tail,
+            )
+            .await;
             self.flushed(outcome)?;
         }
         self.finished = true;
@@ -1556,31 +1625,55 @@ impl<I: Io> DataWriter<I> {
     }
 }
 
-/// What a group flush left: the slots whose piece failed, and the group buffer
-/// back for reuse.
-pub type FlushOutcome = ObjectResult<(u64, Vec<u8>)>;
+/// Where byte `at` of a group goes in the staged layout (see [`FullGroup`]): its
+/// slot, its offset in that slot's piece, and how many bytes from there on stay
+/// in that slot.
+fn staged_place(g: &Geometry, at: usize) -> (usize, usize, usize) {
+    let (stripe, chunk) = (g.stripe_bytes() as usize, g.chunk_bytes as usize);
+    let (s, r) = (at / stripe, at % stripe);
+    (r / chunk, s * chunk + r % chunk, chunk - r % chunk)
+}
 
-/// Encodes one group (the last of an extent may be short) and writes its pieces,
-/// one record per slot, to every slot not already `missing`.
-async fn write_group<I: Io>(
-    layer: Rc<ObjectLayer<I>>,
+/// Copies `data` into the staged group at group offset `at`.
+fn place<I: Io>(g: &Geometry, staged: &mut FullGroup<I>, mut at: usize, mut data: &[u8]) {
+    while !data.is_empty() {
+        let (slot, off, room) = staged_place(g, at);
+        let n = room.min(data.len());
+        staged.slots[slot].payload_mut()[off..off + n].copy_from_slice(&data[..n]);
+        data = &data[n..];
+        at += n;
+    }
+}
+
+/// The first `len` bytes of a staged group, in order.
+fn gather<I: Io>(g: &Geometry, staged: &FullGroup<I>, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let (slot, off, room) = staged_place(g, out.len());
+        let n = room.min(len - out.len());
+        out.extend_from_slice(&staged.slots[slot].payload()[off..off + n]);
+    }
+    out
+}
+
+/// What a group flush left: the slots whose piece failed.
+pub type FlushOutcome = ObjectResult<u64>;
+
+/// The buffers the pieces of `slots` of a group are coded into: the record its
+/// drive will write, or, for a slot that is not written (missed, its drive
+/// offline, or refused), a scratch buffer. Not zeroed: every byte is written.
+#[allow(clippy::too_many_arguments)]
+fn piece_outs<I: Io>(
+    layer: &ObjectLayer<I>,
     partition: u32,
     data_id: u128,
-    g: Geometry,
+    g: &Geometry,
     group: u64,
     missing: u64,
-    data: Vec<u8>,
-) -> FlushOutcome {
-    if group >= GROUPS_PER_EXTENT_MAX {
-        return Err(ObjectError::TooLarge(format!("more than {GROUPS_PER_EXTENT_MAX} groups")));
-    }
-    let (k, n) = (g.k(), g.n());
-    let stripe = g.stripe_bytes() as usize;
-    // Each slot's piece is coded straight into the IO buffer its drive writes
-    // (data shards copied in once, parity encoded in place); a slot that is not
-    // written (missed, its drive offline, or refused) codes into a scratch buffer.
-    let piece_len: usize = data.chunks(stripe).map(|c| g.shard_len(c.len() as u64)).sum();
-    let mut outs: Vec<PieceOut<I>> = (0..n)
+    slots: std::ops::Range<usize>,
+    piece_len: usize,
+) -> Vec<PieceOut<I>> {
+    slots
         .map(|slot| {
             let d = g.drive_of(slot);
             let why = if missing & (1 << slot) != 0 {
@@ -1594,10 +1687,27 @@ async fn write_group<I: Io>(
             };
             PieceOut::Scratch(vec![0; piece_len], why)
         })
-        .collect();
+        .collect()
+}
+
+/// Encodes and writes a group from a contiguous buffer (an extent's short last
+/// group, or an object written without staging).
+async fn write_group<I: Io>(
+    layer: Rc<ObjectLayer<I>>,
+    partition: u32,
+    data_id: u128,
+    g: Geometry,
+    group: u64,
+    missing: u64,
+    data: Vec<u8>,
+) -> FlushOutcome {
+    let (k, n) = (g.k(), g.n());
+    let stripe = g.stripe_bytes() as usize;
+    let shards: Vec<usize> = data.chunks(stripe).map(|c| g.shard_len(c.len() as u64)).collect();
+    let piece_len: usize = shards.iter().sum();
+    let mut outs = piece_outs(&layer, partition, data_id, &g, group, missing, 0..n, piece_len);
     let mut at = 0;
-    for chunk in data.chunks(stripe) {
-        let len = g.shard_len(chunk.len() as u64);
+    for (chunk, &len) in data.chunks(stripe).zip(&shards) {
         for (i, out) in outs.iter_mut().enumerate().take(k) {
             let start = (i * len).min(chunk.len());
             let end = ((i + 1) * len).min(chunk.len());
@@ -1605,6 +1715,29 @@ async fn write_group<I: Io>(
             shard[..end - start].copy_from_slice(&chunk[start..end]);
             shard[end - start..].fill(0);
         }
+        at += len;
+    }
+    drop(data);
+    code_and_write(layer, g, group, missing, outs, &shards).await
+}
+
+/// Encodes the parity of a group whose data slots are filled (stripe `s`'s
+/// shards `shards[s]` long, one after the other in each piece) and writes every
+/// slot not already `missing`. Returns the slots that failed.
+async fn code_and_write<I: Io>(
+    layer: Rc<ObjectLayer<I>>,
+    g: Geometry,
+    group: u64,
+    missing: u64,
+    mut outs: Vec<PieceOut<I>>,
+    shards: &[usize],
+) -> FlushOutcome {
+    if group >= GROUPS_PER_EXTENT_MAX {
+        return Err(ObjectError::TooLarge(format!("more than {GROUPS_PER_EXTENT_MAX} groups")));
+    }
+    let k = g.k();
+    let mut at = 0;
+    for &len in shards {
         let (data_p, parity_p) = outs.split_at_mut(k);
         let data_refs: Vec<&[u8]> = data_p.iter().map(|o| &o.payload()[at..at + len]).collect();
         let mut parity_refs: Vec<&mut [u8]> = parity_p.iter_mut().map(|o| &mut o.payload_mut()[at..at + len]).collect();
@@ -1633,10 +1766,10 @@ async fn write_group<I: Io>(
             failed |= 1 << slot;
         }
     }
-    Ok((failed, data))
+    Ok(failed)
 }
 
-/// Where one slot's piece of a group is coded (see `write_group`).
+/// Where one slot's piece of a group is coded (see [`piece_outs`]).
 enum PieceOut<I: Io> {
     /// The record its drive will write.
     Piece(PieceBuf<I>),

@@ -161,6 +161,54 @@ fn sizes_ranges_and_restart() {
     });
 }
 
+/// Bodies arrive in runs of any size; each group's bytes are placed straight in
+/// its data slots' pieces, a short last group is gathered back. Sizes around the
+/// inline limit (1000) and the group (4 x 4096 x 2 = 32 KiB), each written in
+/// runs of 1, 333, 7000 and 40000 bytes, and a first run below the inline limit
+/// followed by big ones, read back whole and in ranges crossing the groups.
+#[test]
+fn any_run_sizes_around_inline_and_group_bounds() {
+    let w = World { io: MemIo::new(3), offline: vec![] };
+    run(|sp| {
+        Box::pin(async move {
+            let l = w.open(&sp).await;
+            l.create_bucket("b").await.unwrap();
+            let group = 4 * 4096 * 2;
+            for (i, n) in
+                [999, 1000, 1001, group - 1, group, group + 1, 2 * group, 2 * group + 4097].into_iter().enumerate()
+            {
+                let data = bytes(100 + i as u64, n);
+                for runs in [vec![1], vec![333], vec![7000], vec![40000], vec![500, 40000, 1, 9000]] {
+                    let key = format!("r{i}-{}", runs[0]);
+                    let mut wr = l.writer("b", &key, true).unwrap();
+                    let (mut at, mut r) = (0, 0);
+                    while at < n {
+                        let len = runs[r % runs.len()].min(n - at);
+                        wr.write(&data[at..at + len]).await.unwrap();
+                        at += len;
+                        r += 1;
+                    }
+                    assert_eq!(wr.size(), n as u64);
+                    let layout = wr.finish().await.unwrap();
+                    assert_eq!(matches!(layout, DataLayout::Inline(_)), n <= 1000, "size {n}");
+                    let info = ObjectInfo {
+                        size: n as u64,
+                        etag: "\"e\"".into(),
+                        modified_ms: 0,
+                        headers: vec![],
+                        data: layout,
+                        parts: vec![],
+                    };
+                    let m = l.commit_object("b", &key, info, None).await.unwrap();
+                    assert_eq!(read_all(&l, &key).await.unwrap(), data, "size {n} runs {runs:?}");
+                    let (a, b) = (n / 3, (n - n / 5).max(n / 3));
+                    assert_eq!(read_range(&l, &key, &m, a as u64, b as u64).await.unwrap(), &data[a..b]);
+                }
+            }
+        })
+    });
+}
+
 #[test]
 fn degraded_reads_and_too_many_drives_lost() {
     let io = MemIo::new(2);

@@ -11,7 +11,9 @@ use std::rc::Rc;
 use bytes::Bytes;
 use tessera_engine::io::glommio_io::GlommioIo;
 use tessera_engine::io::Io;
-use tessera_engine::object::{DataLayout, DataWriter, FlushOutcome, ObjectError, ObjectInfo, ObjectLayer, PartInfo};
+use tessera_engine::object::{
+    DataLayout, DataWriter, FlushOutcome, FullGroup, ObjectError, ObjectInfo, ObjectLayer, PartInfo,
+};
 use tessera_engine::runtime::CoreCx;
 
 use crate::s3::error::{S3Error, S3ErrorCode};
@@ -137,7 +139,7 @@ pub enum PutTarget {
 
 enum Filled {
     /// A full group, to flush.
-    Group(Vec<u8>),
+    Group(FullGroup<GlommioIo>),
     /// The body ended and checked out.
     End(Finalize),
 }
