@@ -4,7 +4,8 @@
 #   * nginx (sendfile, tcp_nopush, no access log, 2 workers) serving the same object bytes as
 #     files: 64 MiB GETs of one hot object, 1 MiB ranged GETs at random offsets in a 1 GiB
 #     object (throughput, p99, time to first byte), 4 KiB GETs (requests/s);
-#   * fio's O_DIRECT write bandwidth on the filesystem of the data directory: 64 MiB PUTs,
+#   * fio's O_DIRECT write bandwidth on the filesystem of the data directory (right before and
+#     right after the PUTs, averaged: the disk's speed swings): 64 MiB PUTs,
 #     with the target ratio tessera_put / (fio_write * k/(k+m)), k=4 m=2 (the drives share
 #     one disk, so every byte PUT costs (k+m)/k bytes written);
 #   * itself healthy against itself with one drive directory missing (64 MiB GETs), both with
@@ -207,6 +208,15 @@ bench() {
     fi
 }
 
+# fio_run LABEL: fio's O_DIRECT write bandwidth on the data directory's disk, in $fio_mb (MB/s).
+fio_mb=""
+fio_run() {
+    fio --name=w --rw=write --direct=1 --ioengine=io_uring --bs=1M --iodepth=4 --size="$fio_size" \
+        --filename="$work/fio.dat" --output-format=json >"$out/$1.json"
+    rm -f "$work/fio.dat"
+    fio_mb="$(python3 -c 'import json, sys; print("%.2f" % (json.load(open(sys.argv[1]))["jobs"][0]["write"]["bw_bytes"] / 1e6))' "$out/$1.json")"
+}
+
 tessera_run() {
     local label=$1
     shift
@@ -301,18 +311,30 @@ for r in $(seq "$rounds"); do
     row "$r" "GET 4KiB c$small_conc req/s (nginx)" "$(field "$t" ops_per_s)" "$(field "$n" ops_per_s)"
     row "$r" "GET 4KiB c$small_conc p99 ms (nginx)" "$(field "$t" p99_ms)" "$(field "$n" p99_ms)"
 
-    fio --name=w --rw=write --direct=1 --ioengine=io_uring --bs=1M --iodepth=4 --size="$fio_size" \
-        --filename="$work/fio.dat" --output-format=json >"$out/r$r-fio.json"
-    rm -f "$work/fio.dat"
-    fio_mb="$(python3 -c 'import json, sys; print("%.2f" % (json.load(open(sys.argv[1]))["jobs"][0]["write"]["bw_bytes"] / 1e6))' "$out/r$r-fio.json")"
-    echo "       (fio O_DIRECT write, bs 1M, iodepth 4, $fio_size: $fio_mb MB/s)"
+    # The disk's speed swings from minute to minute on this shared VM (1.0 to 2.2 GB/s
+    # within one run), so fio runs right before and right after the PUTs, and their
+    # mean is the reference.
+    fio_run "r$r-fio-before"
+    before=$fio_mb
+    puts=()
+    put_flags=()
     for c in $put_conc; do
         flagged=0
         tessera_run "r$r-put64m-c$c-tessera" --prefix put- --workload put --object-size 64MiB \
             --objects "$put_objects" --concurrency "$c"
-        t=$result
-        row "$r" "PUT 64MiB c$c MB/s (fio x $ec_k/($ec_k+$ec_m))" "$(field "$t" mb_per_s)" \
+        puts+=("$result")
+        put_flags+=("$flagged")
+    done
+    fio_run "r$r-fio-after"
+    after=$fio_mb
+    fio_mb="$(awk -v a="$before" -v b="$after" 'BEGIN {printf "%.2f", (a + b) / 2}')"
+    echo "       (fio O_DIRECT write, bs 1M, iodepth 4, $fio_size: $before MB/s before the PUTs, $after after, mean $fio_mb)"
+    i=0
+    for c in $put_conc; do
+        flagged=${put_flags[$i]}
+        row "$r" "PUT 64MiB c$c MB/s (fio x $ec_k/($ec_k+$ec_m))" "$(field "${puts[$i]}" mb_per_s)" \
             "$(awk -v f="$fio_mb" -v k="$ec_k" -v m="$ec_m" 'BEGIN {printf "%.2f", f * k / (k + m)}')"
+        i=$((i + 1))
     done
 done
 

@@ -61,8 +61,9 @@ const READ_AHEAD_CHUNKS: usize = 2;
 /// sync, so more groups on the way keep them busy.
 const FLUSHES_IN_FLIGHT_MAX: usize = 3;
 /// Group flushes all uploads of one core keep in flight beyond the first of each
-/// upload. Each holds a group (4 MiB) and its pieces' records (6 MiB at 4+2), so
-/// this bounds a core's upload memory at ~10 MiB per upload + 16 x 10 MiB.
+/// upload. Each holds its group's pieces' records (6 MiB at 4+2: the data ones are
+/// where the body was placed), so this bounds a core's upload memory at ~10 MiB per
+/// upload (the group filling and one flush) + 16 x 6 MiB.
 const CORE_EXTRA_FLUSHES_MAX: usize = 16;
 
 /// Body bytes an upload copies and queues for hashing before it lets the reactor
