@@ -1,5 +1,5 @@
 //! MD5 of several uploads on one core: each stream on its own (the single-stream
-//! code) against the streams queued on `LaneMd5`s and hashed together in AVX2 lanes
+//! code) against the streams queued on `LaneMd5`s and hashed together in SIMD lanes
 //! (`s3::md5_lanes`), as an owner core hashes its uploads. Throughput counts every
 //! stream's bytes; each stream takes 128 KiB per turn, as an upload does between
 //! reactor turns.
@@ -23,7 +23,7 @@ const TURNS: usize = 16;
 fn bench_md5(c: &mut Criterion) {
     let mut group = c.benchmark_group("md5_streams");
     let mut rng = SmallRng::seed_from_u64(0x3d5);
-    for streams in [1usize, 2, 4, 8] {
+    for streams in [1usize, 2, 4, 8, 16] {
         let chunks: Vec<Bytes> = (0..streams)
             .map(|_| {
                 let mut b = vec![0u8; TURN_BYTES];
