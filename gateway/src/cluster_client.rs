@@ -16,7 +16,9 @@
 //! answered, and the highest log position wins: every read quorum meets every
 //! write quorum, so a read sees every acknowledged write (read-after-write through
 //! any gateway). Data pieces are read first; a missing or corrupt one is replaced by
-//! parity and decoding.
+//! parity and decoding. Too few answers or pieces from the nodes the view says are
+//! live, and the set's other slots are asked before the read fails: liveness in
+//! etcd lags a crash by a lease and a restart by a refresh.
 //!
 //! With fewer than `k` live slots the partition is unavailable and every request
 //! fails at once ([`ClusterIoError::Unavailable`]), before any byte is written or
@@ -629,7 +631,16 @@ impl ClusterClient {
     {
         for _ in 0..LAYOUT_RETRIES {
             let (t, live, n) = self.live_set(partition)?;
-            let got = read(live, n).await?;
+            let got = match read(live.clone(), n).await {
+                // Too few answered: ask the set's other slots too, suspected or down in
+                // this view, before failing (see `read_span`).
+                Err(ClusterIoError::ReadQuorum(_)) if live.len() < t.set(partition)?.len() => {
+                    let rest = t.set(partition)?.into_iter().filter(|s| !live.iter().any(|l| l.0 == s.0));
+                    let all: Vec<LiveSlot> = live.iter().copied().chain(rest.map(|s| (s.0, s.1, s.2))).collect();
+                    read(all, n).await?
+                }
+                r => r?,
+            };
             if self.decided_on(&t)? {
                 return Ok(got);
             }
@@ -762,11 +773,29 @@ impl ClusterClient {
             return Err(ClusterIoError::Unavailable { partition, live: alive.len(), n, need: k });
         }
         let mut pieces: Vec<Option<Vec<u8>>> = vec![None; n];
+        // Why each slot asked gave no piece: the error says it (an operator's first
+        // question when a group is unreadable is which node failed and how).
+        let mut failed: Vec<String> = Vec::new();
         let mut next = 0;
+        let mut widened = false;
         loop {
             let have = pieces.iter().filter(|p| p.is_some()).count();
-            if have >= k || next >= order.len() {
+            if have >= k {
                 break;
+            }
+            if next >= order.len() {
+                // Before failing, the set's other slots: suspected, or down in this
+                // view. A view lags etcd by a refresh, and a node busy enough to miss
+                // its lease's renewal may still serve; one more connection attempt
+                // each is cheap beside a failed request.
+                let rest: Vec<LiveSlot> =
+                    set.iter().filter(|s| !order.iter().any(|o| o.0 == s.0)).map(|s| (s.0, s.1, s.2)).collect();
+                if widened || rest.is_empty() {
+                    break;
+                }
+                widened = true;
+                order.extend(rest);
+                continue;
             }
             let take = (k - have).min(order.len() - next);
             let batch = &order[next..next + take];
@@ -780,17 +809,27 @@ impl ClusterClient {
                 };
                 async move { (*slot, self.call(*addr, &req).await) }
             });
-            for (slot, r) in join_all(reads).await {
-                match r {
-                    Ok(Reply::Data(d)) if d.len() == len => pieces[slot] = Some(d),
-                    other => tracing::debug!(partition, slot, result = ?other.map(|_| ()), "piece unreadable"),
-                }
+            for ((slot, r), (_, addr, _)) in join_all(reads).await.into_iter().zip(batch) {
+                let why = match r {
+                    Ok(Reply::Data(d)) if d.len() == len => {
+                        pieces[slot] = Some(d);
+                        continue;
+                    }
+                    Ok(Reply::Data(d)) => format!("{} bytes, {len} expected", d.len()),
+                    Ok(Reply::Error { code, message }) => format!("{code:?}: {message}"),
+                    Ok(other) => format!("unexpected reply {other:?}"),
+                    Err(e) => e.to_string(),
+                };
+                let node = t.addrs.iter().find(|(_, a)| *a == addr).map_or("?", |(id, _)| id.as_str());
+                tracing::debug!(partition, slot, node, %why, "piece unreadable");
+                failed.push(format!("slot {slot} on {node}: {why}"));
             }
         }
         let have = pieces.iter().filter(|p| p.is_some()).count();
         if have < k {
             return Err(ClusterIoError::Unreadable(format!(
-                "group {group} of partition {partition}: {have} pieces readable, {k} needed"
+                "group {group} of partition {partition}: {have} pieces readable, {k} needed ({})",
+                failed.join("; ")
             )));
         }
         // Missing data shards are decoded in place, into zeroed stand-ins for their

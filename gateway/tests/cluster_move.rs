@@ -6,8 +6,8 @@
 //!   through one gateway read back byte-identical through the other, none failing;
 //! * the move ends with the 10th node holding its share and every piece of its
 //!   slots (copied or rebuilt), and the previous holders free what they gave up;
-//! * then a node is drained (`cluster remove-node`): its slots move to the others
-//!   and it stops being a member;
+//! * then a node is drained (`cluster remove-node`): its slots move to the others,
+//!   every member then holds every piece of its slots, and it stops being a member;
 //! * with 3 nodes killed, every object reads back through both gateways.
 use std::net::SocketAddr;
 use std::process::Command;
@@ -79,7 +79,12 @@ impl Cl {
     fn up(nodes: usize, gateways: usize) -> Cl {
         let etcd = Etcd::start();
         let kafka = Tansu::start();
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
+        // TESSERA_TEST_KEEP=1: the nodes' data and logs stay for a post-mortem.
+        if std::env::var_os("TESSERA_TEST_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("KEEPDIR {}", dir.path().display());
+        }
         let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["cluster", "init", "--etcd", &etcd.url, "--cluster", CLUSTER, "--code", "6+3"])
             .args(["--partitions", &PARTITIONS.to_string()])
@@ -180,11 +185,21 @@ async fn put(s3: &Client, key: &str, body: &[u8]) {
 }
 
 async fn check(s3: &Client, key: &str, want: &[u8], what: &str) {
-    let out =
-        s3.get_object().bucket("media").key(key).send().await.unwrap_or_else(|e| panic!("{what}: get {key}: {e:?}"));
-    let got = out.body.collect().await.expect("body").into_bytes();
-    assert_eq!(got.len(), want.len(), "{what}: {key} length");
-    assert!(got == want, "{what}: {key} bytes differ");
+    if let Err(e) = try_check(s3, key, want, what).await {
+        panic!("{e}");
+    }
+}
+
+async fn try_check(s3: &Client, key: &str, want: &[u8], what: &str) -> Result<(), String> {
+    let out = s3.get_object().bucket("media").key(key).send().await.map_err(|e| format!("{what}: get {key}: {e:?}"))?;
+    let got = out.body.collect().await.map_err(|e| format!("{what}: {key} body: {e}"))?.into_bytes();
+    if got.len() != want.len() {
+        return Err(format!("{what}: {key}: {} bytes, {} expected", got.len(), want.len()));
+    }
+    if got != want {
+        return Err(format!("{what}: {key} bytes differ"));
+    }
+    Ok(())
 }
 
 fn call(addr: SocketAddr, req: Request) -> Result<Reply, wire::WireError> {
@@ -237,7 +252,11 @@ async fn holds_its_slots(c: &Cl, n: usize, keys: &[String]) {
         for e in &extents {
             for g in 0..(e.size as usize).div_ceil(group_bytes(&e.geometry)) {
                 let want = piece_key(partition, e.data_id, g, slot);
-                assert!(held.contains(&want), "{id} lacks group {g} of slot {slot} of {key}");
+                assert!(
+                    held.contains(&want),
+                    "{id} lacks group {g} of slot {slot} of {key} (partition {partition})\n{}",
+                    c.logs()
+                );
                 checked += 1;
             }
         }
@@ -377,6 +396,11 @@ async fn nodes_added_and_drained_move_the_least_data_while_reads_and_writes_go_o
         std::thread::sleep(Duration::from_millis(250));
     };
     assert_eq!(s["placement_version"], 3, "{s}");
+    // Every member holds every piece of its slots (node9's went to the others).
+    let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+    for n in (0..10).filter(|&n| n != 8) {
+        holds_its_slots(&c, n, &keys).await;
+    }
     c.nodes[8].take().unwrap().kill9();
 
     // With 3 more nodes down, every object reads back through both gateways.
@@ -385,8 +409,11 @@ async fn nodes_added_and_drained_move_the_least_data_while_reads_and_writes_go_o
     }
     tokio::time::sleep(Duration::from_secs(3)).await; // leases of 2 s
     for (key, body) in &objects {
-        check(&s1, key, body, "nodes 1-3 and 9 down").await;
-        check(&s2, key, body, "nodes 1-3 and 9 down").await;
+        for s3 in [&s1, &s2] {
+            if let Err(e) = try_check(s3, key, body, "nodes 1-3 and 9 down").await {
+                panic!("{e}\nplacement: {:?}\n{}", c.placement().await.sets, c.logs());
+            }
+        }
     }
     eprintln!(
         "placement moves: node added in {moved_in:?} ({during} objects written meanwhile, phases {phases:?}), \

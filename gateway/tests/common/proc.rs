@@ -1,5 +1,6 @@
 //! A started `tessera` process (node, gateway): its stdout watched for the line
-//! "ready", its stderr in a log file, SIGKILLed on drop (a crash, not a clean stop).
+//! "ready", its stderr in a log file with its stdout lines (what it says it did:
+//! moves, repairs) interleaved, SIGKILLed on drop (a crash, not a clean stop).
 #![allow(dead_code)]
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -23,8 +24,11 @@ impl Proc {
         let mut child = cmd.stdout(Stdio::piped()).stderr(err).spawn().expect("start tessera");
         let out = child.stdout.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
+        let mut copy = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         std::thread::spawn(move || {
+            use std::io::Write;
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = writeln!(copy, "stdout: {line}");
                 let _ = tx.send(line);
             }
         });
