@@ -196,7 +196,7 @@ impl SegmentHeader {
         put_u64(out, SEG_OFF_FIRST_SEQ, self.first_seq);
         put_u64(out, SEG_OFF_SESSION, self.session);
         put_u64(out, SEG_OFF_SALT, self.salt);
-        let crc = crc32c::crc32c(&out[..SEG_OFF_CRC]);
+        let crc = crc_fast::crc32_iscsi(&out[..SEG_OFF_CRC]);
         put_u32(out, SEG_OFF_CRC, crc);
     }
 
@@ -207,7 +207,7 @@ impl SegmentHeader {
         if b[SEG_OFF_MAGIC..SEG_OFF_MAGIC + 8] != SEGMENT_MAGIC {
             return Err(FormatError::BadMagic);
         }
-        if crc32c::crc32c(&b[..SEG_OFF_CRC]) != get_u32(b, SEG_OFF_CRC) {
+        if crc_fast::crc32_iscsi(&b[..SEG_OFF_CRC]) != get_u32(b, SEG_OFF_CRC) {
             return Err(FormatError::HeaderChecksum);
         }
         let version = get_u16(b, SEG_OFF_VERSION);
@@ -260,7 +260,7 @@ pub fn finish_record(out: &mut [u8], kind: RecordKind, key: ShardKey, plen: u64,
     let (head, rest) = out.split_at_mut(poff);
     let (payload, padding) = rest.split_at_mut(plen as usize);
     for (i, chunk) in payload.chunks(block).enumerate() {
-        put_u32(head, RECORD_HEADER_BYTES + 4 * i, crc32c::crc32c(chunk));
+        put_u32(head, RECORD_HEADER_BYTES + 4 * i, crc_fast::crc32_iscsi(chunk));
     }
     padding.fill(0);
 }
@@ -279,8 +279,11 @@ pub fn seal_record(out: &mut [u8], seq: u64, batch_seq: u64, salt: u64) -> u32 {
 }
 
 fn header_crc(header_and_table: &[u8], salt: u64) -> u32 {
-    let c = crc32c::crc32c_append(crc32c::crc32c(&salt.to_le_bytes()), &header_and_table[..REC_OFF_HEADER_CRC]);
-    crc32c::crc32c_append(c, &header_and_table[RECORD_HEADER_BYTES..])
+    let mut d = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    d.update(&salt.to_le_bytes());
+    d.update(&header_and_table[..REC_OFF_HEADER_CRC]);
+    d.update(&header_and_table[RECORD_HEADER_BYTES..]);
+    d.finalize() as u32
 }
 
 /// Decodes and checks the fixed 64-byte header. The crc is checked by
@@ -345,7 +348,7 @@ pub fn verify_blocks(h: &RecordHeader, table: &[u8], first: u64, payload: &[u8])
     let block = h.block_bytes() as usize;
     for (j, chunk) in payload.chunks(block).enumerate() {
         let i = first + j as u64;
-        if crc32c::crc32c(chunk) != block_crc(table, i) {
+        if crc_fast::crc32_iscsi(chunk) != block_crc(table, i) {
             return Err(FormatError::BlockChecksum { block: i });
         }
     }
@@ -358,6 +361,33 @@ mod tests {
 
     fn key() -> ShardKey {
         ShardKey { partition: 7, object: 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10, piece: 3 }
+    }
+
+    /// The checksums on disk are CRC-32C whatever computes them: crc-fast (its
+    /// VPCLMULQDQ, SSE and small-input paths, at every length and alignment around
+    /// their thresholds) agrees with the crc32c crate, which wrote the segments of
+    /// earlier builds; a header crc is the one the older formula gives.
+    #[test]
+    fn checksums_agree_with_a_second_crc32c() {
+        use rand::{RngCore, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(0xc5c3_2c00);
+        let mut buf = vec![0u8; (1 << 20) + 64];
+        rng.fill_bytes(&mut buf);
+        let lens = (0..300).chain([511, 512, 513, 1023, 1024, 1025, 4095, 4096, 4097, 65_535, 65_536, 65_537, 1 << 20]);
+        for len in lens {
+            for at in [0, 1, 7, 63] {
+                let b = &buf[at..at + len];
+                assert_eq!(crc_fast::crc32_iscsi(b), crc32c::crc32c(b), "len {len} at {at}");
+            }
+        }
+        let payload = &buf[..200_000];
+        let mut rec = vec![0u8; record_len(payload.len() as u64, 16) as usize];
+        build_record(&mut rec, RecordKind::Put, key(), payload, 16);
+        let salt = 0x5a17_5a17_0000_0001u64;
+        let crc = seal_record(&mut rec, 9, 9, salt);
+        let poff = payload_offset(payload.len() as u64, 16) as usize;
+        let old = crc32c::crc32c_append(crc32c::crc32c(&salt.to_le_bytes()), &rec[..REC_OFF_HEADER_CRC]);
+        assert_eq!(crc, crc32c::crc32c_append(old, &rec[RECORD_HEADER_BYTES..poff]));
     }
 
     #[test]

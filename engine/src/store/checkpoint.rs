@@ -71,8 +71,8 @@ pub fn encode(data: &CheckpointData) -> Vec<u8> {
     out[0..8].copy_from_slice(&CHECKPOINT_MAGIC);
     out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     out[16..24].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    out[24..28].copy_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-    let hcrc = crc32c::crc32c(&out[..60]);
+    out[24..28].copy_from_slice(&crc_fast::crc32_iscsi(&body).to_le_bytes());
+    let hcrc = crc_fast::crc32_iscsi(&out[..60]);
     out[60..64].copy_from_slice(&hcrc.to_le_bytes());
     out[CHECKPOINT_HEADER_BYTES..CHECKPOINT_HEADER_BYTES + body.len()].copy_from_slice(&body);
     out
@@ -86,7 +86,7 @@ pub fn decode(b: &[u8]) -> Result<CheckpointData, CheckpointError> {
         return Err(CheckpointError::BadMagic);
     }
     let hcrc = u32::from_le_bytes(b[60..64].try_into().expect("4"));
-    if crc32c::crc32c(&b[..60]) != hcrc {
+    if crc_fast::crc32_iscsi(&b[..60]) != hcrc {
         return Err(CheckpointError::HeaderChecksum);
     }
     let version = u16::from_le_bytes([b[8], b[9]]);
@@ -99,7 +99,7 @@ pub fn decode(b: &[u8]) -> Result<CheckpointData, CheckpointError> {
         return Err(CheckpointError::Truncated(b.len()));
     }
     let body = &b[CHECKPOINT_HEADER_BYTES..end as usize];
-    if crc32c::crc32c(body) != u32::from_le_bytes(b[24..28].try_into().expect("4")) {
+    if crc_fast::crc32_iscsi(body) != u32::from_le_bytes(b[24..28].try_into().expect("4")) {
         return Err(CheckpointError::BodyChecksum);
     }
     // rkyv needs its input aligned; the file bytes carry no alignment guarantee.

@@ -290,7 +290,7 @@ pub struct Checksummer {
 #[derive(Clone)]
 enum State {
     Crc32(crc32fast::Hasher),
-    Crc32c(u32),
+    Crc32c(crc_fast::Digest),
     Crc64Nvme(crc64fast_nvme::Digest),
     Sha1(sha1::Sha1),
     Sha256(sha2::Sha256),
@@ -300,7 +300,7 @@ impl Checksummer {
     pub fn new(algorithm: ChecksumAlgorithm) -> Self {
         let state = match algorithm {
             ChecksumAlgorithm::Crc32 => State::Crc32(crc32fast::Hasher::new()),
-            ChecksumAlgorithm::Crc32c => State::Crc32c(0),
+            ChecksumAlgorithm::Crc32c => State::Crc32c(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi)),
             ChecksumAlgorithm::Crc64Nvme => State::Crc64Nvme(crc64fast_nvme::Digest::new()),
             ChecksumAlgorithm::Sha1 => State::Sha1(sha1::Sha1::new()),
             ChecksumAlgorithm::Sha256 => State::Sha256(sha2::Sha256::new()),
@@ -321,7 +321,7 @@ impl Checksummer {
     pub fn update(&mut self, data: &[u8]) {
         match &mut self.state {
             State::Crc32(h) => h.update(data),
-            State::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
+            State::Crc32c(d) => d.update(data),
             State::Crc64Nvme(d) => d.write(data),
             State::Sha1(h) => h.update(data),
             State::Sha256(h) => h.update(data),
@@ -332,7 +332,7 @@ impl Checksummer {
         let algorithm = self.algorithm();
         match self.state {
             State::Crc32(h) => Checksum::from_crc(algorithm, u64::from(h.finalize())),
-            State::Crc32c(c) => Checksum::from_crc(algorithm, u64::from(c)),
+            State::Crc32c(d) => Checksum::from_crc(algorithm, d.finalize()),
             State::Crc64Nvme(d) => Checksum::from_crc(algorithm, d.sum64()),
             State::Sha1(h) => Checksum::from_raw(algorithm, &h.finalize()).expect("SHA-1 digest is 20 bytes"),
             State::Sha256(h) => Checksum::from_raw(algorithm, &h.finalize()).expect("SHA-256 digest is 32 bytes"),
@@ -831,12 +831,12 @@ mod tests {
                 assert_eq!(full_object_crc(a, &parts), Some(whole), "{a} {cuts:?}");
             }
         }
-        // Cross-check against crc32c's own combine for a huge length (no data needed).
+        // Cross-check against crc-fast's own combine for a huge length (no data needed).
         let p = CrcParams::of(ChecksumAlgorithm::Crc32c).unwrap();
         let len = 5 * 1024 * 1024 * 1024usize;
         assert_eq!(
             p.combine(0x1234_5678, 0x9abc_def0, len as u64),
-            u64::from(crc32c::crc32c_combine(0x1234_5678, 0x9abc_def0, len))
+            crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc32Iscsi, 0x1234_5678, 0x9abc_def0, len as u64)
         );
         assert_eq!(full_object_crc(ChecksumAlgorithm::Sha256, &[]), None);
         assert_eq!(full_object_crc(ChecksumAlgorithm::Crc32, &[]), None);
