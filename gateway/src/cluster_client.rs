@@ -205,6 +205,11 @@ impl Topology {
 /// A live slot of a set: (slot, node address, drive on the node).
 type LiveSlot = (usize, SocketAddr, u16);
 
+/// A slot of a set to ask, whatever its liveness.
+fn live_slot(&(slot, addr, drive, _): &(usize, SocketAddr, u16, bool)) -> LiveSlot {
+    (slot, addr, drive)
+}
+
 /// Connections to nodes, kept per node address.
 #[derive(Default)]
 struct Pool {
@@ -435,11 +440,11 @@ impl ClusterClient {
     /// moment ago may be back, restarted: asking costs one call, failing fast
     /// would turn a read that can succeed into a 503).
     fn usable(&self, set: &SetSlots, need: usize) -> Vec<LiveSlot> {
-        let trusted: Vec<_> = set.iter().filter(|s| s.3 && !self.suspected(&s.1)).map(|s| (s.0, s.1, s.2)).collect();
+        let trusted: Vec<_> = set.iter().filter(|s| s.3 && !self.suspected(&s.1)).map(live_slot).collect();
         if trusted.len() >= need {
             return trusted;
         }
-        set.iter().filter(|s| s.3).map(|s| (s.0, s.1, s.2)).collect()
+        set.iter().filter(|s| s.3).map(live_slot).collect()
     }
 
     /// Checks that `bucket/key`'s partition can take a write or serve a read now.
@@ -460,7 +465,7 @@ impl ClusterClient {
             .moving_from(partition)?
             .into_iter()
             .filter(|s| s.3 && !self.suspected(&s.1))
-            .map(|s| (s.0, s.1, s.2))
+            .map(|s| live_slot(&s))
             .collect();
         let (k, m) = (t.k, t.m);
         let codec =
@@ -631,13 +636,16 @@ impl ClusterClient {
     {
         for _ in 0..LAYOUT_RETRIES {
             let (t, live, n) = self.live_set(partition)?;
-            let got = match read(live.clone(), n).await {
-                // Too few answered: ask the set's other slots too, suspected or down in
-                // this view, before failing (see `read_span`).
-                Err(ClusterIoError::ReadQuorum(_)) if live.len() < t.set(partition)?.len() => {
-                    let rest = t.set(partition)?.into_iter().filter(|s| !live.iter().any(|l| l.0 == s.0));
-                    let all: Vec<LiveSlot> = live.iter().copied().chain(rest.map(|s| (s.0, s.1, s.2))).collect();
-                    read(all, n).await?
+            let asked = live.len();
+            let got = match read(live, n).await {
+                // Too few answered: ask the whole set, suspected or down in this view
+                // too, before failing (see `read_span`).
+                Err(e @ ClusterIoError::ReadQuorum(_)) => {
+                    let set = t.set(partition)?;
+                    if set.len() == asked {
+                        return Err(e);
+                    }
+                    read(set.iter().map(live_slot).collect(), n).await?
                 }
                 r => r?,
             };
@@ -777,7 +785,6 @@ impl ClusterClient {
         // question when a group is unreadable is which node failed and how).
         let mut failed: Vec<String> = Vec::new();
         let mut next = 0;
-        let mut widened = false;
         loop {
             let have = pieces.iter().filter(|p| p.is_some()).count();
             if have >= k {
@@ -789,11 +796,10 @@ impl ClusterClient {
                 // its lease's renewal may still serve; one more connection attempt
                 // each is cheap beside a failed request.
                 let rest: Vec<LiveSlot> =
-                    set.iter().filter(|s| !order.iter().any(|o| o.0 == s.0)).map(|s| (s.0, s.1, s.2)).collect();
-                if widened || rest.is_empty() {
-                    break;
+                    set.iter().filter(|s| !order.iter().any(|o| o.0 == s.0)).map(live_slot).collect();
+                if rest.is_empty() {
+                    break; // every slot of the set asked
                 }
-                widened = true;
                 order.extend(rest);
                 continue;
             }
@@ -817,7 +823,10 @@ impl ClusterClient {
                     }
                     Ok(Reply::Data(d)) => format!("{} bytes, {len} expected", d.len()),
                     Ok(Reply::Error { code, message }) => format!("{code:?}: {message}"),
-                    Ok(other) => format!("unexpected reply {other:?}"),
+                    // Cut short: a wrong reply may carry a body.
+                    Ok(other) => {
+                        format!("unexpected reply {}", format!("{other:?}").chars().take(80).collect::<String>())
+                    }
                     Err(e) => e.to_string(),
                 };
                 let node = t.addrs.iter().find(|(_, a)| *a == addr).map_or("?", |(id, _)| id.as_str());
