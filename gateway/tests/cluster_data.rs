@@ -3,17 +3,20 @@
 //! real `tessera node` processes, ordered through a real Kafka (tansu), read back
 //! byte-identical through another; concurrent writers of one key agree on the
 //! later commit; a node down is read around (decoding) and written around (write
-//! quorum k); a view of who is alive that lags etcd is read around too; more
-//! than m down fails fast and returns nothing partial.
+//! quorum k); a group with too few pieces left fails naming each node's answer;
+//! a view of who is alive that lags etcd is read around too; more than m down
+//! fails fast and returns nothing partial.
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use tessera_engine::object::meta::DataLayout;
 use tessera_gateway::cluster::Cluster;
-use tessera_gateway::cluster_client::{ClusterClient, ClusterIoError, Topology};
+use tessera_gateway::cluster_client::{piece_key, ClusterClient, ClusterIoError, Topology};
 use tessera_gateway::kafka::KafkaLog;
+use tessera_gateway::wire::{self, Reply, Request};
 
 #[path = "common/etcd.rs"]
 mod etcd;
@@ -133,6 +136,42 @@ fn objects_survive_m_nodes_down_and_fail_fast_beyond() {
             }
             g1.delete("media", "small.txt").await.unwrap();
             assert!(g2.get("media", "small.txt").await.unwrap().is_none(), "read-after-delete");
+        })
+    });
+
+    // Two of a group's three pieces lost on live nodes: the read fails, and its
+    // error names each slot's node and what it answered.
+    let fragile = random_bytes(3_000_000, 7);
+    let data_id = on_gateways(topology_with(&etcd, 3), &log, move |g1, _| {
+        Box::pin(async move {
+            g1.put("media", "fragile", &fragile, vec![]).await.expect("put fragile");
+            let (_, info) = g1.head("media", "fragile").await.unwrap().expect("fragile exists");
+            match info.data {
+                DataLayout::Extents(e) => e[0].data_id,
+                DataLayout::Inline(_) => panic!("3 MB is erasure coded"),
+            }
+        })
+    });
+    let t = topology(&etcd);
+    let p = t.keyspace.partition_of("media", "fragile");
+    let set = &t.placement.as_ref().unwrap().sets[p as usize];
+    for slot in [0, 1] {
+        let req = Request::Delete { drive: set[slot].drive as u16, key: piece_key(p, data_id, 0, slot) };
+        let mut c = wire::Client::connect(t.addrs[&set[slot].node], SECRET.as_bytes(), Duration::from_secs(5)).unwrap();
+        assert!(matches!(c.call(&req), Ok(Reply::Ok)), "delete slot {slot}'s piece");
+    }
+    let lost = [set[0].node.clone(), set[1].node.clone()];
+    on_gateways(t, &log, move |_, g2| {
+        Box::pin(async move {
+            match g2.get("media", "fragile").await {
+                Err(ClusterIoError::Unreadable(why)) => {
+                    assert!(why.contains(&format!("group 0 of partition {p}: 1 pieces readable, 2 needed")), "{why}");
+                    for (slot, node) in lost.iter().enumerate() {
+                        assert!(why.contains(&format!("slot {slot} on {node}: NotFound")), "{why}");
+                    }
+                }
+                other => panic!("expected Unreadable, got {:?}", other.map(|f| f.map(|f| f.body.len()))),
+            }
         })
     });
 
