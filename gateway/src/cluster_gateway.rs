@@ -161,14 +161,15 @@ pub fn run(opts: GatewayOptions) -> Result<(), String> {
         ready: AtomicBool::new(false),
         address: opts.listen,
     });
-    for core in 0..handle.cores() {
+    let balances = crate::http::balance(handle.cores(), crate::http::CONNECTIONS_PER_CORE_MAX_DEFAULT);
+    for (core, balance) in balances.into_iter().enumerate() {
         let (shared, cs, t, secret, appender, clock) =
             (shared.clone(), cluster_shared.clone(), topology.clone(), secret.clone(), log.appender(), clock.clone());
         let r = handle.submit_blocking(core, move |cx| async move {
             let client = ClusterClient::new(t, secret, appender).fenced(clock);
             let cc = Rc::new(ClusterCx { client, shared: cs });
             CORE_CLUSTER.with(|c| *c.borrow_mut() = Some(cc.clone()));
-            crate::s3::service::start(cx, shared, Some(cc))
+            crate::s3::service::start(cx, shared, Some(cc), balance)
         });
         match r {
             Ok(Ok(())) => {}

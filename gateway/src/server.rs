@@ -2,7 +2,7 @@
 //! deployment descriptor (geometry, codec, cores) → credentials → one executor per
 //! core with its stores and object layer (recovery) → the bucket catalogue copied
 //! from its owner (core 0) to every core → an S3 listener on every core
-//! (SO_REUSEPORT: the kernel spreads connections) → "ready".
+//! (SO_REUSEPORT, connections spread by count: `http::balance`) → "ready".
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -174,10 +174,11 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
         let _ = rt.stop();
         return Err(format!("--gateway-cores must be 1..={}", dep.cores));
     }
-    for core in 0..gateway_cores {
+    let balances = crate::http::balance(gateway_cores, crate::http::CONNECTIONS_PER_CORE_MAX_DEFAULT);
+    for (core, balance) in balances.into_iter().enumerate() {
         let shared = shared.clone();
         let r = handle
-            .submit_blocking(core, move |cx| async move { crate::s3::service::start(cx, shared, None) })
+            .submit_blocking(core, move |cx| async move { crate::s3::service::start(cx, shared, None, balance) })
             .map_err(|e| e.to_string())?;
         if let Err(e) = r {
             let _ = rt.stop();
@@ -188,7 +189,7 @@ pub fn run(opts: ServerOptions) -> Result<(), String> {
     let rep = rt.report();
     println!("tessera {} embedded S3 server", env!("CARGO_PKG_VERSION"));
     println!(
-        "  cores     {} glommio executors ({} CPUs online, {}), each owning partitions; {} of them accept S3 connections (SO_REUSEPORT)",
+        "  cores     {} glommio executors ({} CPUs online, {}), each owning partitions; {} of them serve S3 connections (SO_REUSEPORT, spread by count)",
         rep.cores,
         cpus,
         if rep.pinned { "pinned" } else { "unpinned" },

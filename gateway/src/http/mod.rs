@@ -5,12 +5,14 @@
 //!
 //! - **One listener per core.** Every core binds the same address; glommio's
 //!   `TcpListener::bind` sets `SO_REUSEPORT` before `bind(2)` (checked in
-//!   glommio 0.9's source and by a test here), so the kernel spreads incoming
-//!   connections over the cores by 4-tuple hash and a connection lives and
-//!   dies on the core that accepted it. No cross-core hand-off, no shared
-//!   accept queue. The price: a core that stops listening drops the
-//!   connections still queued in its own backlog (they are reset, the client
-//!   retries), and load is balanced per connection, not per request.
+//!   glommio 0.9's source and by a test here), so the kernel hands each
+//!   incoming connection to a core by 4-tuple hash. That core keeps it when no
+//!   serving core has fewer open, else passes the socket to the one with the
+//!   fewest ([`balance()`]), before reading a byte; the connection then lives and
+//!   dies there. No shared accept queue. The price: a core that stops
+//!   listening drops the connections still queued in its own backlog (they are
+//!   reset, the client retries), and load is balanced per connection, not per
+//!   request.
 //! - **hyper does HTTP/1.1** (keep-alive, chunked bodies, `Expect:
 //!   100-continue`: hyper answers `100 Continue` the first time the handler
 //!   polls the request body, so a handler that rejects a request from its
@@ -39,6 +41,7 @@
 //!   stops accepting, every connection is told to finish its in-flight request
 //!   and close, and after [`HttpConfig::shutdown_grace`] the stragglers are
 //!   dropped.
+mod balance;
 mod io;
 
 use std::cell::Cell;
@@ -62,6 +65,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 
+pub use balance::{balance, CoreBalance};
 pub use io::{GlommioSleep, GlommioTimer, HyperIo, READ_CHUNK_BYTES_MAX};
 
 /// Largest request head (request line + headers) hyper will buffer; beyond
@@ -179,6 +183,10 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = http::Response<Body>>>>;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServeReport {
     pub connections_accepted: u64,
+    /// Of those, handed to a core with fewer open (see [`balance`]).
+    pub connections_handed_off: u64,
+    /// Connections other cores handed to this one.
+    pub connections_taken: u64,
     pub accept_errors: u64,
     /// Connections still open when the shutdown grace ran out, and dropped.
     pub connections_forced: u64,
@@ -186,10 +194,15 @@ pub struct ServeReport {
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` completes, then drains (see
 /// the module docs). Each connection runs as its own task on this core.
+///
+/// With a [`CoreBalance`], a connection accepted here is served on whichever
+/// serving core has the fewest open, and connections other cores hand here are
+/// served here.
 pub async fn serve<H, S>(
     listener: TcpListener,
     handler: Rc<H>,
     cfg: HttpConfig,
+    balance: Option<CoreBalance>,
     shutdown: S,
 ) -> Result<ServeReport, HttpError>
 where
@@ -198,10 +211,28 @@ where
 {
     cfg.validate()?;
     let builder = Rc::new(builder(&cfg));
-    let shared = Rc::new(Shared { graceful: Latch::new(), force: Latch::new(), forced: Cell::new(0) });
+    let shared = Rc::new(Shared {
+        graceful: Latch::new(),
+        force: Latch::new(),
+        forced: Cell::new(0),
+        conn_ids: Cell::new(0),
+        taken: Cell::new(0),
+    });
     let permits_total = cfg.connections_max as u64;
     let conn_permits = Rc::new(Semaphore::new(permits_total));
     let mut report = ServeReport::default();
+    let balance = balance.map(Rc::new);
+    if let Some(b) = &balance {
+        let take = take_handed(
+            b.clone(),
+            conn_permits.clone(),
+            handler.clone(),
+            builder.clone(),
+            shared.clone(),
+            cfg.write_stall_timeout,
+        );
+        glommio::spawn_local(take).detach();
+    }
     let mut shutdown = pin!(shutdown);
     let mut backoff_ms = ACCEPT_BACKOFF_MS_MIN;
     loop {
@@ -227,16 +258,21 @@ where
             Either::Right(()) => break,
         };
         backoff_ms = ACCEPT_BACKOFF_MS_MIN;
-        let (peer_addr, local_addr) = match (stream.peer_addr(), stream.local_addr()) {
-            (Ok(p), Ok(l)) => (p, l),
-            // Reset between accept and here: nothing to serve.
-            _ => continue,
-        };
-        let info = ConnInfo { conn_id: report.connections_accepted, peer_addr, local_addr };
         report.connections_accepted += 1;
-        let conn = serve_conn(stream, info, handler.clone(), builder.clone(), shared.clone(), cfg.write_stall_timeout);
+        let (stream, open) = match &balance {
+            None => (stream, None),
+            Some(b) => match b.place(stream) {
+                balance::Placed::Here(stream, open) => (stream, Some(open)),
+                // This core's permit goes back with `permit`; the other core takes one of its own.
+                balance::Placed::Away => {
+                    report.connections_handed_off += 1;
+                    continue;
+                }
+            },
+        };
+        let Some(conn) = start_conn(stream, &handler, &builder, &shared, cfg.write_stall_timeout) else { continue };
         glommio::spawn_local(async move {
-            let _permit = permit;
+            let _held = (permit, open);
             conn.await;
         })
         .detach();
@@ -252,7 +288,65 @@ where
         let _ = race(conn_permits.acquire(permits_total), bound).await;
     }
     report.connections_forced = shared.forced.get();
+    report.connections_taken = shared.taken.get();
     Ok(report)
+}
+
+/// The connection task for `stream`, or `None` when it was reset before it could
+/// be served.
+fn start_conn<H>(
+    stream: TcpStream,
+    handler: &Rc<H>,
+    builder: &Rc<http1::Builder>,
+    shared: &Rc<Shared>,
+    write_stall_timeout: Duration,
+) -> Option<impl Future<Output = ()>>
+where
+    H: Fn(http::Request<Incoming>, ConnInfo) -> HandlerFuture + 'static,
+{
+    let (Ok(peer_addr), Ok(local_addr)) = (stream.peer_addr(), stream.local_addr()) else {
+        // Reset between accept and here: nothing to serve.
+        return None;
+    };
+    let conn_id = shared.conn_ids.get();
+    shared.conn_ids.set(conn_id + 1);
+    let info = ConnInfo { conn_id, peer_addr, local_addr };
+    Some(serve_conn(stream, info, handler.clone(), builder.clone(), shared.clone(), write_stall_timeout))
+}
+
+/// Serves the connections other cores hand to this one (see [`balance`]) until
+/// shutdown starts; those still queued then are closed with the inbox.
+async fn take_handed<H>(
+    balance: Rc<CoreBalance>,
+    conn_permits: Rc<Semaphore>,
+    handler: Rc<H>,
+    builder: Rc<http1::Builder>,
+    shared: Rc<Shared>,
+    write_stall_timeout: Duration,
+) where
+    H: Fn(http::Request<Incoming>, ConnInfo) -> HandlerFuture + 'static,
+{
+    loop {
+        let (fd, open) = match race(balance.next_handed(), shared.graceful.wait()).await {
+            Either::Left(Some(handed)) => handed,
+            Either::Left(None) | Either::Right(()) => break,
+        };
+        let permit = match race(conn_permits.acquire_static_permit(1), shared.graceful.wait()).await {
+            Either::Left(Ok(permit)) => permit,
+            Either::Left(Err(_)) | Either::Right(()) => break,
+        };
+        shared.taken.set(shared.taken.get() + 1);
+        // SAFETY: `fd` is an open TCP socket this process owns; the stream takes
+        // over closing it.
+        let stream =
+            unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+        let Some(conn) = start_conn(stream, &handler, &builder, &shared, write_stall_timeout) else { continue };
+        glommio::spawn_local(async move {
+            let _held = (permit, open);
+            conn.await;
+        })
+        .detach();
+    }
 }
 
 fn builder(cfg: &HttpConfig) -> http1::Builder {
@@ -273,6 +367,10 @@ struct Shared {
     /// Fired when the grace period ends: drop the connection now.
     force: Latch,
     forced: Cell<u64>,
+    /// The next [`ConnInfo::conn_id`].
+    conn_ids: Cell<u64>,
+    /// Connections other cores handed here.
+    taken: Cell<u64>,
 }
 
 async fn serve_conn<H>(
@@ -674,6 +772,20 @@ mod tests {
         }
 
         fn start_on(addr: SocketAddr, cfg: HttpConfig) -> Self {
+            Self::start_with(addr, cfg, None)
+        }
+
+        /// `n` executors serving one port, connections spread by count.
+        fn start_balanced(n: usize, cfg: HttpConfig) -> Vec<Self> {
+            let mut servers: Vec<Self> = Vec::new();
+            for b in balance(n, 16) {
+                let addr = servers.first().map_or("127.0.0.1:0".parse().expect("addr"), |s| s.addr);
+                servers.push(Self::start_with(addr, cfg.clone(), Some(b)));
+            }
+            servers
+        }
+
+        fn start_with(addr: SocketAddr, cfg: HttpConfig, balance: Option<CoreBalance>) -> Self {
             let (addr_tx, addr_rx) = flume::bounded(1);
             let (stop_tx, stop_rx) = flume::bounded::<()>(1);
             let (events_tx, events) = flume::unbounded();
@@ -687,7 +799,7 @@ mod tests {
                     let shutdown = async move {
                         let _ = stop_rx.recv_async().await;
                     };
-                    serve(listener, handler, cfg, shutdown).await.expect("serve")
+                    serve(listener, handler, cfg, balance, shutdown).await.expect("serve")
                 })
                 .expect("spawn executor");
             let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server bound");
@@ -1075,6 +1187,80 @@ mod tests {
         assert_eq!(cores.len(), 2, "connections reached both executors");
     }
 
+    /// The executor id serving each of `n` connections opened one after the other
+    /// (each answers before the next opens, so every placement sees the last).
+    fn open_and_ask_core(addr: SocketAddr, n: usize) -> Vec<(Client, Vec<u8>)> {
+        (0..n)
+            .map(|_| {
+                let mut c = Client::connect(addr);
+                c.get("/core");
+                let core = c.read_response().1;
+                (c, core)
+            })
+            .collect()
+    }
+
+    fn per_core(conns: &[(Client, Vec<u8>)]) -> std::collections::BTreeMap<Vec<u8>, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for (_, core) in conns {
+            *m.entry(core.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn connections_spread_over_cores_by_count() {
+        let servers = TestServer::start_balanced(2, short_cfg());
+        let addr = servers[0].addr;
+        // The kernel alone splits 8 connections 4/4 in 27% of cases; four rounds
+        // of it by chance would be 0.5%.
+        for _ in 0..4 {
+            let mut conns = open_and_ask_core(addr, 8);
+            assert_eq!(per_core(&conns).values().copied().collect::<Vec<_>>(), vec![4, 4], "{:?}", per_core(&conns));
+            // A handed-off connection stays where it was placed, request after request.
+            for (c, core) in conns.iter_mut() {
+                c.get("/core");
+                assert_eq!(&c.read_response().1, core);
+            }
+        }
+        // Three closed on one core: the next three go there, wherever the kernel
+        // puts them.
+        let mut conns = open_and_ask_core(addr, 8);
+        let emptied = conns[0].1.clone();
+        let mut closed = 0;
+        conns.retain(|(_, core)| {
+            let keep = *core != emptied || closed == 3;
+            closed += usize::from(!keep);
+            keep
+        });
+        // The server counts a connection closed when it reads the client's FIN.
+        std::thread::sleep(Duration::from_secs(1));
+        let reopened = open_and_ask_core(addr, 3);
+        assert!(reopened.iter().all(|(_, core)| *core == emptied), "{:?}", per_core(&reopened));
+        drop((conns, reopened));
+        let reports: Vec<ServeReport> = servers.into_iter().map(TestServer::stop).collect();
+        let handed: u64 = reports.iter().map(|r| r.connections_handed_off).sum();
+        let taken: u64 = reports.iter().map(|r| r.connections_taken).sum();
+        assert_eq!(handed, taken, "{reports:?}");
+        // With equal counts the accepting core keeps a connection; one ahead, the
+        // kernel picks the busier core half the time: 16 such picks here.
+        assert!(handed > 0, "{reports:?}");
+    }
+
+    #[test]
+    fn a_stopped_core_is_not_handed_connections() {
+        let mut servers = TestServer::start_balanced(2, short_cfg());
+        let addr = servers[0].addr;
+        let stopped = servers.remove(1).stop();
+        assert_eq!(stopped.connections_accepted, 0);
+        // Core 1 counts 0 open and its inbox is closed: core 0 serves everything.
+        let conns = open_and_ask_core(addr, 6);
+        assert_eq!(per_core(&conns).len(), 1, "{:?}", per_core(&conns));
+        drop(conns);
+        let report = servers.remove(0).stop();
+        assert_eq!((report.connections_accepted, report.connections_handed_off), (6, 0), "{report:?}");
+    }
+
     #[test]
     fn slow_or_idle_heads_time_out() {
         let cfg = HttpConfig { header_read_timeout: Duration::from_millis(200), ..short_cfg() };
@@ -1192,7 +1378,7 @@ mod tests {
             let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
             let handler = Rc::new(|_req, _info| -> HandlerFuture { Box::pin(async { respond(200, Body::Empty) }) });
             let cfg = HttpConfig { connections_max: 0, ..HttpConfig::default() };
-            let err = serve(listener, handler, cfg, async {}).await.expect_err("refused");
+            let err = serve(listener, handler, cfg, None, async {}).await.expect_err("refused");
             assert!(matches!(err, HttpError::Config { field: "connections_max", .. }));
         });
     }

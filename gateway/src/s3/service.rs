@@ -1,5 +1,6 @@
-//! The S3 service on one core: accept (SO_REUSEPORT, every core), authenticate,
-//! route, run the handler, turn errors into S3 XML in one place, log and count.
+//! The S3 service on one core: accept (SO_REUSEPORT, every core; connections spread
+//! by count, `http::balance`), authenticate, route, run the handler, turn errors
+//! into S3 XML in one place, log and count.
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -155,6 +156,7 @@ pub fn start(
     cx: Rc<CoreCx>,
     shared: Arc<Shared>,
     cluster: Option<Rc<super::cluster::ClusterCx>>,
+    balance: crate::http::CoreBalance,
 ) -> Result<(), String> {
     let listener = crate::http::bind(shared.address)
         .map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()))?;
@@ -174,7 +176,7 @@ pub fn start(
             let cx = cx.clone();
             async move { cx.stopping().await }
         };
-        match crate::http::serve(listener, handler, HttpConfig::default(), stopping).await {
+        match crate::http::serve(listener, handler, HttpConfig::default(), Some(balance), stopping).await {
             Ok(rep) => tracing::info!(core = cx.core, ?rep, "S3 listener stopped"),
             Err(e) => tracing::error!(core = cx.core, error = %e, "S3 listener failed"),
         }
