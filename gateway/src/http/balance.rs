@@ -13,10 +13,12 @@
 //! request or object byte crosses for it.
 //!
 //! The counts are the one piece of state the cores share, one atomic per core,
-//! touched when a connection opens and when it closes. Two cores deciding at
-//! the same instant may both keep theirs; the next connection evens it out.
+//! touched when a connection opens and when it closes, with a flag per core that
+//! says whether it still takes connections (shutdown clears it). Two cores
+//! deciding at the same instant may both keep theirs; the next connection
+//! evens it out.
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use glommio::net::TcpStream;
@@ -24,6 +26,8 @@ use glommio::net::TcpStream;
 /// The serving cores' open-connection counts and inboxes.
 struct Shared {
     open: Box<[AtomicUsize]>,
+    /// Cleared when a core stops taking connections: no more are handed to it.
+    taking: Box<[AtomicBool]>,
     inboxes: Box<[flume::Sender<OwnedFd>]>,
 }
 
@@ -42,6 +46,7 @@ pub fn balance(cores: usize, inbox_max: usize) -> Vec<CoreBalance> {
     let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| flume::bounded(inbox_max.max(1))).unzip();
     let shared = Arc::new(Shared {
         open: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
+        taking: (0..cores).map(|_| AtomicBool::new(true)).collect(),
         inboxes: inboxes.into_boxed_slice(),
     });
     receivers.into_iter().enumerate().map(|(me, inbox)| CoreBalance { me, shared: shared.clone(), inbox }).collect()
@@ -97,16 +102,42 @@ impl CoreBalance {
         Some((fd, Open { shared: self.shared.clone(), core: self.me }))
     }
 
-    /// The core with the fewest open connections; this one on a tie.
+    /// Stops taking connections from other cores (shutdown) and closes those
+    /// already handed here: their clients see the connection reset, as those in
+    /// a closing listener's backlog do.
+    pub fn stop_taking(&self) {
+        self.shared.taking[self.me].store(false, Ordering::SeqCst);
+        // A core that read the flag just before it was cleared may still send one;
+        // the drop drains again.
+        while let Ok(fd) = self.inbox.try_recv() {
+            drop((fd, Open { shared: self.shared.clone(), core: self.me }));
+        }
+    }
+
+    /// The core taking connections with the fewest open; this one on a tie.
     fn least_loaded(&self) -> usize {
         let load = |c: usize| self.shared.open[c].load(Ordering::Relaxed);
         let mut best = (load(self.me), self.me);
         for c in 0..self.shared.open.len() {
             let l = load(c);
-            if l < best.0 {
+            if l < best.0 && self.shared.taking[c].load(Ordering::SeqCst) {
                 best = (l, c);
             }
         }
         best.1
+    }
+
+    /// Each serving core's open connections, for tests.
+    #[cfg(test)]
+    pub fn counts(&self) -> impl Fn() -> Vec<usize> + Send + 'static {
+        let shared = self.shared.clone();
+        move || shared.open.iter().map(|n| n.load(Ordering::Relaxed)).collect()
+    }
+}
+
+impl Drop for CoreBalance {
+    fn drop(&mut self) {
+        // Queued sockets would otherwise stay open until every core's balance is gone.
+        self.stop_taking();
     }
 }

@@ -315,7 +315,7 @@ where
 }
 
 /// Serves the connections other cores hand to this one (see [`balance`]) until
-/// shutdown starts; those still queued then are closed with the inbox.
+/// shutdown starts; then no more are handed here, and those queued are closed.
 async fn take_handed<H>(
     balance: Rc<CoreBalance>,
     conn_permits: Rc<Semaphore>,
@@ -347,6 +347,7 @@ async fn take_handed<H>(
         })
         .detach();
     }
+    balance.stop_taking();
 }
 
 fn builder(cfg: &HttpConfig) -> http1::Builder {
@@ -775,14 +776,17 @@ mod tests {
             Self::start_with(addr, cfg, None)
         }
 
-        /// `n` executors serving one port, connections spread by count.
-        fn start_balanced(n: usize, cfg: HttpConfig) -> Vec<Self> {
+        /// `n` executors serving one port, connections spread by count, and their
+        /// open-connection counts.
+        fn start_balanced(n: usize, cfg: HttpConfig) -> (Vec<Self>, impl Fn() -> Vec<usize>) {
+            let balances = balance(n, 16);
+            let counts = balances[0].counts();
             let mut servers: Vec<Self> = Vec::new();
-            for b in balance(n, 16) {
+            for b in balances {
                 let addr = servers.first().map_or("127.0.0.1:0".parse().expect("addr"), |s| s.addr);
                 servers.push(Self::start_with(addr, cfg.clone(), Some(b)));
             }
-            servers
+            (servers, counts)
         }
 
         fn start_with(addr: SocketAddr, cfg: HttpConfig, balance: Option<CoreBalance>) -> Self {
@@ -1208,9 +1212,24 @@ mod tests {
         m
     }
 
+    /// Waits (up to 10 s) until the servers count `want` open, in some order: a
+    /// close is counted when the server reads the client's FIN.
+    fn wait_for_counts(counts: &impl Fn() -> Vec<usize>, want: &[usize]) {
+        let sorted = || {
+            let mut c = counts();
+            c.sort_unstable();
+            c
+        };
+        let t0 = Instant::now();
+        while sorted() != want {
+            assert!(t0.elapsed() < Duration::from_secs(10), "open counts {:?}, want {want:?}", counts());
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn connections_spread_over_cores_by_count() {
-        let servers = TestServer::start_balanced(2, short_cfg());
+        let (servers, counts) = TestServer::start_balanced(2, short_cfg());
         let addr = servers[0].addr;
         // The kernel alone splits 8 connections 4/4 in 27% of cases; four rounds
         // of it by chance would be 0.5%.
@@ -1222,6 +1241,8 @@ mod tests {
                 c.get("/core");
                 assert_eq!(&c.read_response().1, core);
             }
+            drop(conns);
+            wait_for_counts(&counts, &[0, 0]);
         }
         // Three closed on one core: the next three go there, wherever the kernel
         // puts them.
@@ -1233,8 +1254,7 @@ mod tests {
             closed += usize::from(!keep);
             keep
         });
-        // The server counts a connection closed when it reads the client's FIN.
-        std::thread::sleep(Duration::from_secs(1));
+        wait_for_counts(&counts, &[1, 4]);
         let reopened = open_and_ask_core(addr, 3);
         assert!(reopened.iter().all(|(_, core)| *core == emptied), "{:?}", per_core(&reopened));
         drop((conns, reopened));
@@ -1249,7 +1269,7 @@ mod tests {
 
     #[test]
     fn a_stopped_core_is_not_handed_connections() {
-        let mut servers = TestServer::start_balanced(2, short_cfg());
+        let (mut servers, _) = TestServer::start_balanced(2, short_cfg());
         let addr = servers[0].addr;
         let stopped = servers.remove(1).stop();
         assert_eq!(stopped.connections_accepted, 0);
