@@ -93,13 +93,18 @@ impl CoreBalance {
             }
         }
         self.shared.open[self.me].fetch_add(1, Ordering::Relaxed);
-        Placed::Here(stream, Open { shared: self.shared.clone(), core: self.me })
+        Placed::Here(stream, self.counted_here())
+    }
+
+    /// The guard of a connection already counted on this core.
+    fn counted_here(&self) -> Open {
+        Open { shared: self.shared.clone(), core: self.me }
     }
 
     /// A socket another core handed here, counted already, and its count.
     pub async fn next_handed(&self) -> Option<(OwnedFd, Open)> {
         let fd = self.inbox.recv_async().await.ok()?;
-        Some((fd, Open { shared: self.shared.clone(), core: self.me }))
+        Some((fd, self.counted_here()))
     }
 
     /// Stops taking connections from other cores (shutdown) and closes those
@@ -110,7 +115,8 @@ impl CoreBalance {
         // A core that read the flag just before it was cleared may still send one;
         // the drop drains again.
         while let Ok(fd) = self.inbox.try_recv() {
-            drop((fd, Open { shared: self.shared.clone(), core: self.me }));
+            drop(fd);
+            self.shared.open[self.me].fetch_sub(1, Ordering::Relaxed);
         }
     }
 

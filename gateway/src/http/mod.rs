@@ -210,8 +210,9 @@ where
     S: Future<Output = ()>,
 {
     cfg.validate()?;
-    let builder = Rc::new(builder(&cfg));
     let shared = Rc::new(Shared {
+        builder: builder(&cfg),
+        write_stall_timeout: cfg.write_stall_timeout,
         graceful: Latch::new(),
         force: Latch::new(),
         forced: Cell::new(0),
@@ -223,15 +224,7 @@ where
     let mut report = ServeReport::default();
     let balance = balance.map(Rc::new);
     if let Some(b) = &balance {
-        let take = take_handed(
-            b.clone(),
-            conn_permits.clone(),
-            handler.clone(),
-            builder.clone(),
-            shared.clone(),
-            cfg.write_stall_timeout,
-        );
-        glommio::spawn_local(take).detach();
+        glommio::spawn_local(take_handed(b.clone(), conn_permits.clone(), handler.clone(), shared.clone())).detach();
     }
     let mut shutdown = pin!(shutdown);
     let mut backoff_ms = ACCEPT_BACKOFF_MS_MIN;
@@ -270,7 +263,7 @@ where
                 }
             },
         };
-        let Some(conn) = start_conn(stream, &handler, &builder, &shared, cfg.write_stall_timeout) else { continue };
+        let Some(conn) = start_conn(stream, &handler, &shared) else { continue };
         glommio::spawn_local(async move {
             let _held = (permit, open);
             conn.await;
@@ -294,13 +287,7 @@ where
 
 /// The connection task for `stream`, or `None` when it was reset before it could
 /// be served.
-fn start_conn<H>(
-    stream: TcpStream,
-    handler: &Rc<H>,
-    builder: &Rc<http1::Builder>,
-    shared: &Rc<Shared>,
-    write_stall_timeout: Duration,
-) -> Option<impl Future<Output = ()>>
+fn start_conn<H>(stream: TcpStream, handler: &Rc<H>, shared: &Rc<Shared>) -> Option<impl Future<Output = ()>>
 where
     H: Fn(http::Request<Incoming>, ConnInfo) -> HandlerFuture + 'static,
 {
@@ -311,19 +298,13 @@ where
     let conn_id = shared.conn_ids.get();
     shared.conn_ids.set(conn_id + 1);
     let info = ConnInfo { conn_id, peer_addr, local_addr };
-    Some(serve_conn(stream, info, handler.clone(), builder.clone(), shared.clone(), write_stall_timeout))
+    Some(serve_conn(stream, info, handler.clone(), shared.clone()))
 }
 
 /// Serves the connections other cores hand to this one (see [`balance`]) until
 /// shutdown starts; then no more are handed here, and those queued are closed.
-async fn take_handed<H>(
-    balance: Rc<CoreBalance>,
-    conn_permits: Rc<Semaphore>,
-    handler: Rc<H>,
-    builder: Rc<http1::Builder>,
-    shared: Rc<Shared>,
-    write_stall_timeout: Duration,
-) where
+async fn take_handed<H>(balance: Rc<CoreBalance>, conn_permits: Rc<Semaphore>, handler: Rc<H>, shared: Rc<Shared>)
+where
     H: Fn(http::Request<Incoming>, ConnInfo) -> HandlerFuture + 'static,
 {
     loop {
@@ -340,7 +321,7 @@ async fn take_handed<H>(
         // over closing it.
         let stream =
             unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
-        let Some(conn) = start_conn(stream, &handler, &builder, &shared, write_stall_timeout) else { continue };
+        let Some(conn) = start_conn(stream, &handler, &shared) else { continue };
         glommio::spawn_local(async move {
             let _held = (permit, open);
             conn.await;
@@ -362,7 +343,10 @@ fn builder(cfg: &HttpConfig) -> http1::Builder {
     b
 }
 
+/// What one `serve` call's connections share.
 struct Shared {
+    builder: http1::Builder,
+    write_stall_timeout: Duration,
     /// Fired when shutdown starts: finish the in-flight request, then close.
     graceful: Latch,
     /// Fired when the grace period ends: drop the connection now.
@@ -374,14 +358,8 @@ struct Shared {
     taken: Cell<u64>,
 }
 
-async fn serve_conn<H>(
-    stream: TcpStream,
-    info: ConnInfo,
-    handler: Rc<H>,
-    builder: Rc<http1::Builder>,
-    shared: Rc<Shared>,
-    write_stall_timeout: Duration,
-) where
+async fn serve_conn<H>(stream: TcpStream, info: ConnInfo, handler: Rc<H>, shared: Rc<Shared>)
+where
     H: Fn(http::Request<Incoming>, ConnInfo) -> HandlerFuture + 'static,
 {
     // S3 responses are often a small head plus a small body; Nagle would hold
@@ -393,7 +371,7 @@ async fn serve_conn<H>(
         let fut = handler(req, info);
         async move { Ok::<_, Infallible>(contain_panic(fut, info).await) }
     });
-    let conn = builder.serve_connection(HyperIo::new(stream, write_stall_timeout), service);
+    let conn = shared.builder.serve_connection(HyperIo::new(stream, shared.write_stall_timeout), service);
     let mut conn = pin!(conn);
     let mut graceful = pin!(shared.graceful.wait());
     let mut force = pin!(shared.force.wait());

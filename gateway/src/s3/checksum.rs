@@ -12,8 +12,8 @@
 //! - Composite checksum of a multipart upload: `base64(H(raw_1 || ... || raw_n))-n`
 //!   (ceph/s3-tests `test_multipart_use_cksum_helper_sha256`).
 //! - Full-object CRC of a multipart upload: the CRC of the whole object, combined from part
-//!   CRCs and lengths without the data (zlib's `crc32_combine` method, generalised to the
-//!   three reflected CRCs S3 uses); it carries no `-n` suffix.
+//!   CRCs and lengths without the data (crc-fast's `checksum_combine`, zlib's
+//!   `crc32_combine` method for the three reflected CRCs S3 uses); it carries no `-n` suffix.
 //! - Multipart ETag: `"hex(md5(md5_1 || ... || md5_n))-n"`.
 //!
 //! # Errors (code and message as AWS sends them; versitygw's AWS-verified `s3err` agrees)
@@ -284,56 +284,55 @@ impl ChecksumError {
 /// Streaming computation of one additional checksum.
 #[derive(Clone)]
 pub struct Checksummer {
+    algorithm: ChecksumAlgorithm,
     state: State,
 }
 
 #[derive(Clone)]
 enum State {
-    Crc32(crc32fast::Hasher),
-    Crc32c(crc_fast::Digest),
-    Crc64Nvme(crc64fast_nvme::Digest),
+    /// CRC32, CRC32C and CRC64NVME: crc-fast's folding code (VPCLMULQDQ where the CPU
+    /// has it) for all three.
+    Crc(crc_fast::Digest),
     Sha1(sha1::Sha1),
     Sha256(sha2::Sha256),
 }
 
+/// crc-fast's name for a CRC algorithm; `None` for the SHAs.
+fn crc_algorithm(algorithm: ChecksumAlgorithm) -> Option<crc_fast::CrcAlgorithm> {
+    match algorithm {
+        ChecksumAlgorithm::Crc32 => Some(crc_fast::CrcAlgorithm::Crc32IsoHdlc),
+        ChecksumAlgorithm::Crc32c => Some(crc_fast::CrcAlgorithm::Crc32Iscsi),
+        ChecksumAlgorithm::Crc64Nvme => Some(crc_fast::CrcAlgorithm::Crc64Nvme),
+        ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256 => None,
+    }
+}
+
 impl Checksummer {
     pub fn new(algorithm: ChecksumAlgorithm) -> Self {
-        let state = match algorithm {
-            ChecksumAlgorithm::Crc32 => State::Crc32(crc32fast::Hasher::new()),
-            ChecksumAlgorithm::Crc32c => State::Crc32c(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi)),
-            ChecksumAlgorithm::Crc64Nvme => State::Crc64Nvme(crc64fast_nvme::Digest::new()),
-            ChecksumAlgorithm::Sha1 => State::Sha1(sha1::Sha1::new()),
-            ChecksumAlgorithm::Sha256 => State::Sha256(sha2::Sha256::new()),
+        let state = match (algorithm, crc_algorithm(algorithm)) {
+            (_, Some(crc)) => State::Crc(crc_fast::Digest::new(crc)),
+            (ChecksumAlgorithm::Sha1, None) => State::Sha1(sha1::Sha1::new()),
+            (_, None) => State::Sha256(sha2::Sha256::new()),
         };
-        Self { state }
+        Self { algorithm, state }
     }
 
     pub fn algorithm(&self) -> ChecksumAlgorithm {
-        match self.state {
-            State::Crc32(_) => ChecksumAlgorithm::Crc32,
-            State::Crc32c(_) => ChecksumAlgorithm::Crc32c,
-            State::Crc64Nvme(_) => ChecksumAlgorithm::Crc64Nvme,
-            State::Sha1(_) => ChecksumAlgorithm::Sha1,
-            State::Sha256(_) => ChecksumAlgorithm::Sha256,
-        }
+        self.algorithm
     }
 
     pub fn update(&mut self, data: &[u8]) {
         match &mut self.state {
-            State::Crc32(h) => h.update(data),
-            State::Crc32c(d) => d.update(data),
-            State::Crc64Nvme(d) => d.write(data),
+            State::Crc(d) => d.update(data),
             State::Sha1(h) => h.update(data),
             State::Sha256(h) => h.update(data),
         }
     }
 
     pub fn finish(self) -> Checksum {
-        let algorithm = self.algorithm();
+        let algorithm = self.algorithm;
         match self.state {
-            State::Crc32(h) => Checksum::from_crc(algorithm, u64::from(h.finalize())),
-            State::Crc32c(d) => Checksum::from_crc(algorithm, d.finalize()),
-            State::Crc64Nvme(d) => Checksum::from_crc(algorithm, d.sum64()),
+            State::Crc(d) => Checksum::from_crc(algorithm, d.finalize()),
             State::Sha1(h) => Checksum::from_raw(algorithm, &h.finalize()).expect("SHA-1 digest is 20 bytes"),
             State::Sha256(h) => Checksum::from_raw(algorithm, &h.finalize()).expect("SHA-256 digest is 32 bytes"),
         }
@@ -643,82 +642,83 @@ pub fn parse_multipart_checksum(
 /// Full-object CRC of a multipart upload from each part's CRC and length, without the data.
 /// `None` for a SHA algorithm, zero parts, too many parts, or a part of another algorithm.
 pub fn full_object_crc(algorithm: ChecksumAlgorithm, parts: &[(Checksum, u64)]) -> Option<Checksum> {
-    let params = CrcParams::of(algorithm)?;
+    let crc = crc_algorithm(algorithm)?;
     if parts.is_empty() || parts.len() > MULTIPART_PARTS_MAX || parts.iter().any(|(c, _)| c.algorithm() != algorithm) {
         return None;
     }
-    let crc = parts.iter().fold(None, |acc: Option<u64>, (c, len)| {
+    let combined = parts.iter().fold(None, |acc: Option<u64>, (c, len)| {
         Some(match acc {
             None => c.crc_value(),
-            Some(prev) => params.combine(prev, c.crc_value(), *len),
+            Some(prev) => crc_fast::checksum_combine(crc, prev, c.crc_value(), *len),
         })
     })?;
-    Some(Checksum::from_crc(algorithm, crc))
-}
-
-/// A reflected CRC with init and xorout all ones (true of CRC32, CRC32C and CRC64NVME), for
-/// combining: crc(A || B) = crc(A)·x^(8·|B|) mod P  ⊕  crc(B). The pre- and post-inversion
-/// cancel out, as in zlib's `crc32_combine`.
-struct CrcParams {
-    /// Reflected polynomial.
-    poly: u64,
-    width_bits: u32,
-}
-
-impl CrcParams {
-    fn of(algorithm: ChecksumAlgorithm) -> Option<Self> {
-        match algorithm {
-            ChecksumAlgorithm::Crc32 => Some(Self { poly: 0xEDB8_8320, width_bits: 32 }),
-            ChecksumAlgorithm::Crc32c => Some(Self { poly: 0x82F6_3B78, width_bits: 32 }),
-            ChecksumAlgorithm::Crc64Nvme => Some(Self { poly: 0x9A6C_9329_AC4B_C9B5, width_bits: 64 }),
-            ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256 => None,
-        }
-    }
-
-    /// x^0 in the reflected representation: the top bit.
-    fn one(&self) -> u64 {
-        1 << (self.width_bits - 1)
-    }
-
-    /// a·b mod P, both reflected.
-    fn mul(&self, a: u64, mut b: u64) -> u64 {
-        let mut m = self.one();
-        let mut product = 0;
-        while m != 0 {
-            if a & m != 0 {
-                product ^= b;
-                if a & (m - 1) == 0 {
-                    break;
-                }
-            }
-            m >>= 1;
-            b = if b & 1 != 0 { (b >> 1) ^ self.poly } else { b >> 1 };
-        }
-        product
-    }
-
-    /// x^(8·n) mod P by square-and-multiply: 64 squarings at most.
-    fn x_pow_8n(&self, mut n: u64) -> u64 {
-        let mut result = self.one();
-        let mut square = self.one() >> 8; // x^8
-        while n != 0 {
-            if n & 1 != 0 {
-                result = self.mul(square, result);
-            }
-            square = self.mul(square, square);
-            n >>= 1;
-        }
-        result
-    }
-
-    fn combine(&self, crc1: u64, crc2: u64, len2: u64) -> u64 {
-        self.mul(self.x_pow_8n(len2), crc1) ^ crc2
-    }
+    Some(Checksum::from_crc(algorithm, combined))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A second implementation of CRC combination, which crc-fast's is checked against:
+    /// a reflected CRC with init and xorout all ones (true of CRC32, CRC32C and CRC64NVME),
+    /// crc(A || B) = crc(A)·x^(8·|B|) mod P  ⊕  crc(B). The pre- and post-inversion cancel
+    /// out, as in zlib's `crc32_combine`.
+    struct CrcParams {
+        /// Reflected polynomial.
+        poly: u64,
+        width_bits: u32,
+    }
+
+    impl CrcParams {
+        fn of(algorithm: ChecksumAlgorithm) -> Option<Self> {
+            match algorithm {
+                ChecksumAlgorithm::Crc32 => Some(Self { poly: 0xEDB8_8320, width_bits: 32 }),
+                ChecksumAlgorithm::Crc32c => Some(Self { poly: 0x82F6_3B78, width_bits: 32 }),
+                ChecksumAlgorithm::Crc64Nvme => Some(Self { poly: 0x9A6C_9329_AC4B_C9B5, width_bits: 64 }),
+                ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256 => None,
+            }
+        }
+
+        /// x^0 in the reflected representation: the top bit.
+        fn one(&self) -> u64 {
+            1 << (self.width_bits - 1)
+        }
+
+        /// a·b mod P, both reflected.
+        fn mul(&self, a: u64, mut b: u64) -> u64 {
+            let mut m = self.one();
+            let mut product = 0;
+            while m != 0 {
+                if a & m != 0 {
+                    product ^= b;
+                    if a & (m - 1) == 0 {
+                        break;
+                    }
+                }
+                m >>= 1;
+                b = if b & 1 != 0 { (b >> 1) ^ self.poly } else { b >> 1 };
+            }
+            product
+        }
+
+        /// x^(8·n) mod P by square-and-multiply: 64 squarings at most.
+        fn x_pow_8n(&self, mut n: u64) -> u64 {
+            let mut result = self.one();
+            let mut square = self.one() >> 8; // x^8
+            while n != 0 {
+                if n & 1 != 0 {
+                    result = self.mul(square, result);
+                }
+                square = self.mul(square, square);
+                n >>= 1;
+            }
+            result
+        }
+
+        fn combine(&self, crc1: u64, crc2: u64, len2: u64) -> u64 {
+            self.mul(self.x_pow_8n(len2), crc1) ^ crc2
+        }
+    }
 
     fn sum(a: ChecksumAlgorithm, data: &[u8]) -> Checksum {
         let mut c = Checksummer::new(a);
@@ -831,13 +831,19 @@ mod tests {
                 assert_eq!(full_object_crc(a, &parts), Some(whole), "{a} {cuts:?}");
             }
         }
-        // Cross-check against crc-fast's own combine for a huge length (no data needed).
+        // Cross-check crc-fast's combine against the one above for a huge length (no data needed).
         let p = CrcParams::of(ChecksumAlgorithm::Crc32c).unwrap();
         let len = 5 * 1024 * 1024 * 1024usize;
         assert_eq!(
             p.combine(0x1234_5678, 0x9abc_def0, len as u64),
             crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc32Iscsi, 0x1234_5678, 0x9abc_def0, len as u64)
         );
+        // And what the upload path calls, for each CRC, over two parts of that size.
+        for a in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc64Nvme] {
+            let (x, y) = (sum(a, b"first part"), sum(a, b"second"));
+            let want = CrcParams::of(a).unwrap().combine(x.crc_value(), y.crc_value(), len as u64);
+            assert_eq!(full_object_crc(a, &[(x, 10), (y, len as u64)]), Some(Checksum::from_crc(a, want)), "{a}");
+        }
         assert_eq!(full_object_crc(ChecksumAlgorithm::Sha256, &[]), None);
         assert_eq!(full_object_crc(ChecksumAlgorithm::Crc32, &[]), None);
         let crc32c = sum(ChecksumAlgorithm::Crc32c, b"x");
