@@ -545,3 +545,24 @@ async fn awkward_keys_round_trip() {
     s3.put_object().bucket(&bucket).key("a//b").body(ByteStream::from_static(b"two")).send().await.expect("put");
     expect_s3_error(s3.get_object().bucket(&bucket).key("a/b").send().await, 404, Some("NoSuchKey"));
 }
+
+#[tokio::test]
+async fn get_object_attributes_is_refused_not_answered_with_the_object() {
+    let server = Server::start_default().await;
+    skip_if_external!(server, "checks that Tessera refuses what it does not implement");
+    let s3 = server.client();
+    let bucket = server.new_bucket().await;
+    s3.put_object().bucket(&bucket).key("k").body(ByteStream::from_static(b"bytes")).send().await.expect("put");
+    expect_s3_error(
+        s3.get_object_attributes()
+            .bucket(&bucket)
+            .key("k")
+            .object_attributes(aws_sdk_s3::types::ObjectAttributes::Etag)
+            .send()
+            .await,
+        501,
+        Some("NotImplemented"),
+    );
+    let got = body_bytes(s3.get_object().bucket(&bucket).key("k").send().await.expect("get")).await;
+    assert_eq!(got, b"bytes");
+}

@@ -12,7 +12,13 @@ use super::{buckets, multipart, objects};
 pub const KEY_BYTES_MAX: usize = 1024;
 /// Sub-resources this server does not implement: answered 501, never mistaken for
 /// an object operation.
-const UNSUPPORTED_SUBRESOURCES: [&str; 23] = [
+const UNSUPPORTED_SUBRESOURCES: [&str; 27] = [
+    // GetObjectAttributes, answered as a GET of the whole object before: its client got
+    // the object's bytes where it expected XML, and retried.
+    "attributes",
+    "torrent",
+    "select",
+    "intelligent-tiering",
     "policy",
     "policyStatus",
     "lifecycle",
@@ -452,6 +458,11 @@ mod tests {
         assert!(r(Method::PUT, "/b/k", "partNumber=0&uploadId=u", &[]).is_err());
         assert!(r(Method::PUT, "/b/k", "partNumber=10001&uploadId=u", &[]).is_err());
         assert!(matches!(r(Method::GET, "/b", "policy", &[]).unwrap(), Endpoint::NotImplemented { .. }));
+        assert!(matches!(r(Method::GET, "/b/k", "attributes", &[]).unwrap(), Endpoint::NotImplemented { .. }));
+        assert!(matches!(
+            r(Method::POST, "/b/k", "select&select-type=2", &[]).unwrap(),
+            Endpoint::NotImplemented { .. }
+        ));
         assert_eq!(r(Method::GET, "/b", "acl", &[]).unwrap(), Endpoint::GetAcl { bucket: "b".into(), key: None });
         assert_eq!(
             r(Method::PUT, "/b/k", "acl", &[]).unwrap(),
