@@ -509,7 +509,11 @@ impl ClusterClient {
         body: &[u8],
         headers: Vec<(String, String)>,
     ) -> Result<(u64, String), ClusterIoError> {
-        let etag = format!("\"{}\"", hex::encode(md5_many::md5(body)));
+        let etag = {
+            let mut md5 = crate::s3::checksum::Md5::new();
+            md5.update(body);
+            md5.finish().etag()
+        };
         let data = if body.len() <= INLINE_BYTES_MAX {
             self.check_available(bucket, key)?;
             DataLayout::Inline(body.to_vec())

@@ -362,7 +362,7 @@ impl Md5Digest {
 
 /// Streaming MD5, one stream (an upload's body is hashed by [`super::md5_lanes`]).
 #[derive(Clone, Default)]
-pub struct Md5(md5_many::Md5State);
+pub struct Md5(super::md5_blocks::Md5Stream);
 
 impl Md5 {
     pub fn new() -> Self {

@@ -33,24 +33,17 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use bytes::{Buf, Bytes};
-use md5_many::{Md5Many, Md5State};
 
 use super::checksum::Md5Digest;
+use super::md5_blocks::{update_blocks, Md5Stream};
 
-/// Most streams one SIMD pass compresses: md5-many's fast path takes exactly its
-/// native lane count (AVX2: 8 x 32-bit lanes, AVX-512: 16), so a pass pads fewer
-/// streams up to [`pass_width`]. On this machine's EPYC (AVX-512) a 16-lane pass
-/// took 12-18% less CPU than the 8-lane pass the AVX-512 engine runs when given 8
-/// streams, whether 4 or 8 streams carry data (thread CPU time, 32 MiB per stream
-/// in 128 KiB updates: 4 streams 1.43-1.57 vs 1.34-1.36 GB/s per CPU second, 8
-/// streams 3.00-3.14 vs 2.65-2.78); on AVX2, padding 8 streams to 16 (two 8-lane
-/// groups) cost more than it saved.
+/// Most streams hashed together in one call (the widest SIMD pass).
 const LANES_MAX: usize = 16;
 
-/// The streams one pass of `engine` compresses.
-fn pass_width(engine: Md5Many) -> usize {
-    engine.lanes().clamp(1, LANES_MAX)
-}
+/// The fewest streams with bytes worth hashing together: two interleaved streams
+/// took 1.5 GB per CPU second on this machine's EPYC against 0.75 for one
+/// (`md5_blocks`).
+const LANES_MIN: usize = 2;
 
 /// Streams with bytes queued a pass waits for (fewer when fewer are live on the
 /// core). A pass costs the same whatever number of lanes carry data, so
@@ -73,7 +66,7 @@ const QUEUED_MAX: usize = 1 << 20;
 /// One stream's state and the bytes it has queued but not hashed yet.
 #[derive(Default)]
 struct Lane {
-    state: Md5State,
+    state: Md5Stream,
     queued: VecDeque<Bytes>,
     /// In this core's pending list.
     listed: bool,
@@ -84,54 +77,6 @@ thread_local! {
     static LIVE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// Streams of this core with queued bytes.
     static PENDING: RefCell<Vec<Rc<RefCell<Lane>>>> = const { RefCell::new(Vec::new()) };
-    static ENGINE: Md5Many = Md5Many::new();
-    /// See [`lanes_min`]; 0 until measured.
-    static LANES_MIN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// The fewest streams with bytes a lane pass is worth it for: 2 when this CPU hashes
-/// two streams faster in one pass than one after the other in the single-stream
-/// code, else 3. Measured once per core, at its first pass (~1 ms): the answer
-/// depends on the CPU. On this machine's EPYC two streams took 0.75-0.80 GB per
-/// CPU second in a 16-lane pass and 0.91-0.93 one after the other (so 3: three
-/// streams in a pass took 1.12-1.19); on an earlier machine two streams in an 8-lane
-/// pass were 1.4x the single-stream code (900 vs 646 MiB/s), so 2.
-fn lanes_min(engine: Md5Many) -> usize {
-    LANES_MIN.with(|m| {
-        if m.get() == 0 {
-            m.set(measure_lanes_min(engine));
-        }
-        m.get()
-    })
-}
-
-fn measure_lanes_min(engine: Md5Many) -> usize {
-    use std::hint::black_box;
-    use std::time::{Duration, Instant};
-    const BYTES: usize = 64 << 10;
-    let a: Vec<u8> = (0..BYTES).map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8).collect();
-    let b: Vec<u8> = a.iter().rev().copied().collect();
-    let width = pass_width(engine);
-    let (mut in_lanes, mut one_by_one) = (Duration::MAX, Duration::MAX);
-    // The best of three of each, alternated, so that a preemption does not decide.
-    for _ in 0..3 {
-        let started = Instant::now();
-        let mut states = [Md5State::new(); LANES_MAX];
-        let mut inputs: [&[u8]; LANES_MAX] = [&a; LANES_MAX];
-        inputs[1] = &b;
-        engine.update_many(&mut states[..width], &inputs[..width]);
-        black_box(&states);
-        in_lanes = in_lanes.min(started.elapsed());
-        let started = Instant::now();
-        let mut states = [Md5State::new(); 2];
-        states[0].update(black_box(&a));
-        states[1].update(black_box(&b));
-        black_box(&states);
-        one_by_one = one_by_one.min(started.elapsed());
-    }
-    let min = if in_lanes < one_by_one { 2 } else { 3 };
-    tracing::debug!(?in_lanes, ?one_by_one, lanes_min = min, "MD5: two streams in a lane pass vs one by one");
-    min
 }
 
 #[cfg(test)]
@@ -217,15 +162,13 @@ pub fn hash_queued() {
     if lanes.is_empty() {
         return;
     }
-    let engine = ENGINE.with(|e| *e);
     let live = LIVE.with(|n| n.get());
-    // A lone stream has nobody to wait for, nor do streams too few for a pass to pay.
-    let lanes_min = if live > 1 { lanes_min(engine) } else { 2 };
-    let want = if live < lanes_min { usize::MAX } else { live.min(WAIT_FOR_MAX) };
-    for group in lanes.chunks(pass_width(engine)) {
+    // A lone stream has nobody to wait for.
+    let want = if live < LANES_MIN { usize::MAX } else { live.min(WAIT_FOR_MAX) };
+    for group in lanes.chunks(LANES_MAX) {
         let mut borrowed: Vec<_> = group.iter().map(|l| l.borrow_mut()).collect();
         let mut group: Vec<&mut Lane> = borrowed.iter_mut().map(|l| &mut **l).collect();
-        hash_group(engine, &mut group, want, lanes_min);
+        hash_group(&mut group, want);
     }
     PENDING.with(|p| {
         let mut pending = p.borrow_mut();
@@ -253,9 +196,8 @@ fn drain(lane: &mut Lane) {
 /// Hashes the queued bytes of up to [`pass_width`] streams in lanes while `want` or more
 /// have some (at least `lanes_min`); the single-stream code takes what exceeds
 /// [`QUEUED_MAX`] then, and all of it when `want` is `usize::MAX`.
-fn hash_group(engine: Md5Many, lanes: &mut [&mut Lane], want: usize, lanes_min: usize) {
-    let width = pass_width(engine);
-    debug_assert!(lanes.len() <= width);
+fn hash_group(lanes: &mut [&mut Lane], want: usize) {
+    debug_assert!(lanes.len() <= LANES_MAX);
     loop {
         // Bring each stream to a block boundary with a front of at least a block;
         // what is shorter goes through the single-stream code.
@@ -267,12 +209,12 @@ fn hash_group(engine: Md5Many, lanes: &mut [&mut Lane], want: usize, lanes_min: 
                 n_active += 1;
             }
         }
-        if n_active < want.max(lanes_min) {
+        if n_active < want.max(LANES_MIN) {
             let over = |l: &Lane| l.queued.iter().map(Bytes::len).sum::<usize>() > QUEUED_MAX;
             // A stream over its limit does not wait longer: it is hashed beside
             // whichever streams have bytes, alone only when none has.
             let forced =
-                want != usize::MAX && n_active >= lanes_min && active[..n_active].iter().any(|&i| over(lanes[i]));
+                want != usize::MAX && n_active >= LANES_MIN && active[..n_active].iter().any(|&i| over(lanes[i]));
             if !forced {
                 for &i in &active[..n_active] {
                     if want == usize::MAX || over(lanes[i]) {
@@ -284,23 +226,22 @@ fn hash_group(engine: Md5Many, lanes: &mut [&mut Lane], want: usize, lanes_min: 
         }
         // The longest run of whole blocks every active stream has in its front.
         let run = active[..n_active].iter().map(|&i| lanes[i].queued[0].len()).min().expect("active") & !63;
-        let mut states = [Md5State::new(); LANES_MAX];
         {
             let mut inputs: [&[u8]; LANES_MAX] = [&[]; LANES_MAX];
-            for (slot, &i) in active[..n_active].iter().enumerate() {
-                states[slot] = lanes[i].state;
-                inputs[slot] = &lanes[i].queued[0][..run];
+            let mut streams: Vec<&mut Md5Stream> = Vec::with_capacity(n_active);
+            let mut slot = 0;
+            for (i, lane) in lanes.iter_mut().enumerate() {
+                if active[..n_active].contains(&i) {
+                    inputs[slot] = &lane.queued[0][..run];
+                    streams.push(&mut lane.state);
+                    slot += 1;
+                }
             }
-            // Idle lanes hash a copy of the first stream's input into throwaway states.
-            for slot in n_active..width {
-                inputs[slot] = inputs[0];
-            }
-            engine.update_many(&mut states[..width], &inputs[..width]);
+            update_blocks(&mut streams, &inputs[..n_active], run / 64);
             #[cfg(test)]
             count(0, run * n_active, 1);
         }
-        for (slot, &i) in active[..n_active].iter().enumerate() {
-            lanes[i].state = states[slot];
+        for &i in &active[..n_active] {
             lanes[i].queued[0].advance(run);
         }
     }
@@ -378,7 +319,7 @@ mod tests {
     fn a_stream_waits_for_others_within_a_bound() {
         let mut body = Vec::new();
         let mut fed = LaneMd5::new();
-        // Two others, so that it waits whatever `lanes_min` this CPU measured.
+        // Two others to wait for.
         let idle = [LaneMd5::new(), LaneMd5::new()];
         for i in 0..40u8 {
             let chunk = vec![i; 100_000];
@@ -423,37 +364,25 @@ mod tests {
         drop(idle);
     }
 
-    /// Two streams on a core: where a pass of two does not pay (`lanes_min` 3) each
-    /// is hashed at once, alone; where it does (2), they wait for each other and
-    /// go through lane passes. Both digests right either way.
+    /// Two streams on a core wait for each other and are hashed together, not one
+    /// by one; both digests right.
     #[test]
-    fn two_streams_share_passes_only_where_that_pays() {
-        assert!(matches!(measure_lanes_min(ENGINE.with(|e| *e)), 2 | 3));
-        for lanes_min in [3, 2] {
-            LANES_MIN.with(|m| m.set(lanes_min));
-            COUNTS.with(|c| c.set((0, 0, 0)));
-            let mut hashers = [LaneMd5::new(), LaneMd5::new()];
-            let mut bodies = vec![Vec::new(); 2];
-            for i in 0..20u8 {
-                for (s, h) in hashers.iter_mut().enumerate() {
-                    let chunk = vec![i ^ (s as u8 * 91); 100_000];
-                    bodies[s].extend_from_slice(&chunk);
-                    h.push(Bytes::from(chunk));
-                }
-                hash_queued();
-                if lanes_min == 3 {
-                    assert!(hashers.iter().all(|h| h.queued() == 0), "a stream waited at lanes_min 3");
-                }
+    fn two_streams_are_hashed_together() {
+        COUNTS.with(|c| c.set((0, 0, 0)));
+        let mut hashers = [LaneMd5::new(), LaneMd5::new()];
+        let mut bodies = vec![Vec::new(); 2];
+        for i in 0..20u8 {
+            for (s, h) in hashers.iter_mut().enumerate() {
+                let chunk = vec![i ^ (s as u8 * 91); 100_000];
+                bodies[s].extend_from_slice(&chunk);
+                h.push(Bytes::from(chunk));
             }
-            let (single, lanes, passes) = COUNTS.with(|c| c.get());
-            if lanes_min == 3 {
-                assert_eq!((lanes, passes), (0, 0), "{single} bytes alone");
-            } else {
-                assert!(lanes > 3_000_000 && single < 64 * 2 * 20, "{lanes} in lanes, {single} alone");
-            }
-            for (h, body) in hashers.into_iter().zip(&bodies) {
-                assert_eq!(h.finish().0, reference(body), "lanes_min {lanes_min}");
-            }
+            hash_queued();
+        }
+        let (single, lanes, passes) = COUNTS.with(|c| c.get());
+        assert!(passes > 0 && lanes > 3_000_000 && single < 64 * 2 * 20, "{lanes} together, {single} alone");
+        for (h, body) in hashers.into_iter().zip(&bodies) {
+            assert_eq!(h.finish().0, reference(body));
         }
     }
 

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod conditional;
 pub mod dispatch;
 pub mod error;
+pub mod md5_blocks;
 pub mod md5_lanes;
 pub mod multipart;
 pub mod objects;
