@@ -1,6 +1,7 @@
 //! MD5 of several uploads on one core: each stream on its own (the single-stream
-//! code) against the streams queued on `LaneMd5`s and hashed together in SIMD lanes
-//! (`s3::md5_lanes`), as an owner core hashes its uploads. Throughput counts every
+//! code) against the streams queued on `LaneMd5`s and hashed together (interleaved
+//! scalar code for 2-4, SIMD lanes from 5; `s3::md5_lanes`), as an owner core hashes
+//! its uploads. Throughput counts every
 //! stream's bytes; each stream takes 128 KiB per turn, as an upload does between
 //! reactor turns.
 //!

@@ -26,19 +26,76 @@ const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 
 /// Per-step rotation.
 const S: [u32; 64] = [
-    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 4,
-    11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
+    4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15,
+    21,
 ];
 
 /// Per-step constant (RFC 1321: floor(abs(sin(i + 1)) * 2^32)).
 const K: [u32; 64] = [
-    0xd76a_a478, 0xe8c7_b756, 0x2420_70db, 0xc1bd_ceee, 0xf57c_0faf, 0x4787_c62a, 0xa830_4613, 0xfd46_9501, 0x6980_98d8,
-    0x8b44_f7af, 0xffff_5bb1, 0x895c_d7be, 0x6b90_1122, 0xfd98_7193, 0xa679_438e, 0x49b4_0821, 0xf61e_2562, 0xc040_b340,
-    0x265e_5a51, 0xe9b6_c7aa, 0xd62f_105d, 0x0244_1453, 0xd8a1_e681, 0xe7d3_fbc8, 0x21e1_cde6, 0xc337_07d6, 0xf4d5_0d87,
-    0x455a_14ed, 0xa9e3_e905, 0xfcef_a3f8, 0x676f_02d9, 0x8d2a_4c8a, 0xfffa_3942, 0x8771_f681, 0x6d9d_6122, 0xfde5_380c,
-    0xa4be_ea44, 0x4bde_cfa9, 0xf6bb_4b60, 0xbebf_bc70, 0x289b_7ec6, 0xeaa1_27fa, 0xd4ef_3085, 0x0488_1d05, 0xd9d4_d039,
-    0xe6db_99e5, 0x1fa2_7cf8, 0xc4ac_5665, 0xf429_2244, 0x432a_ff97, 0xab94_23a7, 0xfc93_a039, 0x655b_59c3, 0x8f0c_cc92,
-    0xffef_f47d, 0x8584_5dd1, 0x6fa8_7e4f, 0xfe2c_e6e0, 0xa301_4314, 0x4e08_11a1, 0xf753_7e82, 0xbd3a_f235, 0x2ad7_d2bb,
+    0xd76a_a478,
+    0xe8c7_b756,
+    0x2420_70db,
+    0xc1bd_ceee,
+    0xf57c_0faf,
+    0x4787_c62a,
+    0xa830_4613,
+    0xfd46_9501,
+    0x6980_98d8,
+    0x8b44_f7af,
+    0xffff_5bb1,
+    0x895c_d7be,
+    0x6b90_1122,
+    0xfd98_7193,
+    0xa679_438e,
+    0x49b4_0821,
+    0xf61e_2562,
+    0xc040_b340,
+    0x265e_5a51,
+    0xe9b6_c7aa,
+    0xd62f_105d,
+    0x0244_1453,
+    0xd8a1_e681,
+    0xe7d3_fbc8,
+    0x21e1_cde6,
+    0xc337_07d6,
+    0xf4d5_0d87,
+    0x455a_14ed,
+    0xa9e3_e905,
+    0xfcef_a3f8,
+    0x676f_02d9,
+    0x8d2a_4c8a,
+    0xfffa_3942,
+    0x8771_f681,
+    0x6d9d_6122,
+    0xfde5_380c,
+    0xa4be_ea44,
+    0x4bde_cfa9,
+    0xf6bb_4b60,
+    0xbebf_bc70,
+    0x289b_7ec6,
+    0xeaa1_27fa,
+    0xd4ef_3085,
+    0x0488_1d05,
+    0xd9d4_d039,
+    0xe6db_99e5,
+    0x1fa2_7cf8,
+    0xc4ac_5665,
+    0xf429_2244,
+    0x432a_ff97,
+    0xab94_23a7,
+    0xfc93_a039,
+    0x655b_59c3,
+    0x8f0c_cc92,
+    0xffef_f47d,
+    0x8584_5dd1,
+    0x6fa8_7e4f,
+    0xfe2c_e6e0,
+    0xa301_4314,
+    0x4e08_11a1,
+    0xf753_7e82,
+    0xbd3a_f235,
+    0x2ad7_d2bb,
     0xeb86_d391,
 ];
 
@@ -297,8 +354,8 @@ mod x86 {
         let mut out = [_mm_setzero_si128(); 16];
         for q in 0..4 {
             // SAFETY: the callers' inputs hold `blocks` whole blocks, block < blocks.
-            let [r0, r1, r2, r3] = inputs
-                .map(|i| unsafe { _mm_loadu_si128(i.as_ptr().add(block * 64 + q * 16).cast::<__m128i>()) });
+            let [r0, r1, r2, r3] =
+                inputs.map(|i| unsafe { _mm_loadu_si128(i.as_ptr().add(block * 64 + q * 16).cast::<__m128i>()) });
             let (t0, t1) = (_mm_unpacklo_epi32(r0, r1), _mm_unpackhi_epi32(r0, r1));
             let (t2, t3) = (_mm_unpacklo_epi32(r2, r3), _mm_unpackhi_epi32(r2, r3));
             out[q * 4] = _mm_unpacklo_epi64(t0, t2);
@@ -365,8 +422,9 @@ mod x86 {
     unsafe fn words16(inputs: &[&[u8]; 16], block: usize) -> [__m512i; 16] {
         // SAFETY: as in words4; the caller saw AVX-512F.
         unsafe {
-            let q: [[__m128i; 16]; 4] =
-                std::array::from_fn(|g| words4([inputs[4 * g], inputs[4 * g + 1], inputs[4 * g + 2], inputs[4 * g + 3]], block));
+            let q: [[__m128i; 16]; 4] = std::array::from_fn(|g| {
+                words4([inputs[4 * g], inputs[4 * g + 1], inputs[4 * g + 2], inputs[4 * g + 3]], block)
+            });
             std::array::from_fn(|w| {
                 let v = _mm512_castsi128_si512(q[0][w]);
                 let v = _mm512_inserti32x4::<1>(v, q[1][w]);
@@ -390,17 +448,53 @@ mod x86 {
     // AVX-512: ternary logic does each mixing function in one instruction (the
     // immediates are the truth tables of F, G, H, I over b = 0xF0, c = 0xCC, d = 0xAA),
     // and rotates are one instruction.
-    macro_rules! f16 { ($b:expr, $c:expr, $d:expr) => { _mm512_ternarylogic_epi32::<0xCA>($b, $c, $d) }; }
-    macro_rules! g16 { ($b:expr, $c:expr, $d:expr) => { _mm512_ternarylogic_epi32::<0xE4>($b, $c, $d) }; }
-    macro_rules! h16 { ($b:expr, $c:expr, $d:expr) => { _mm512_ternarylogic_epi32::<0x96>($b, $c, $d) }; }
-    macro_rules! i16 { ($b:expr, $c:expr, $d:expr) => { _mm512_ternarylogic_epi32::<0x39>($b, $c, $d) }; }
-    macro_rules! rol16 { ($x:expr, $s:expr) => { _mm512_rolv_epi32($x, _mm512_set1_epi32($s as i32)) }; }
+    macro_rules! f16 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm512_ternarylogic_epi32::<0xCA>($b, $c, $d)
+        };
+    }
+    macro_rules! g16 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm512_ternarylogic_epi32::<0xE4>($b, $c, $d)
+        };
+    }
+    macro_rules! h16 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm512_ternarylogic_epi32::<0x96>($b, $c, $d)
+        };
+    }
+    macro_rules! i16 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm512_ternarylogic_epi32::<0x39>($b, $c, $d)
+        };
+    }
+    macro_rules! rol16 {
+        ($x:expr, $s:expr) => {
+            _mm512_rolv_epi32($x, _mm512_set1_epi32($s as i32))
+        };
+    }
 
     // AVX2: no ternary logic and no rotate.
-    macro_rules! f8 { ($b:expr, $c:expr, $d:expr) => { _mm256_xor_si256($d, _mm256_and_si256($b, _mm256_xor_si256($c, $d))) }; }
-    macro_rules! g8 { ($b:expr, $c:expr, $d:expr) => { _mm256_or_si256(_mm256_and_si256($b, $d), _mm256_andnot_si256($d, $c)) }; }
-    macro_rules! h8 { ($b:expr, $c:expr, $d:expr) => { _mm256_xor_si256(_mm256_xor_si256($b, $c), $d) }; }
-    macro_rules! i8 { ($b:expr, $c:expr, $d:expr) => { _mm256_xor_si256($c, _mm256_or_si256($b, _mm256_xor_si256($d, _mm256_set1_epi32(-1)))) }; }
+    macro_rules! f8 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_xor_si256($d, _mm256_and_si256($b, _mm256_xor_si256($c, $d)))
+        };
+    }
+    macro_rules! g8 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_or_si256(_mm256_and_si256($b, $d), _mm256_andnot_si256($d, $c))
+        };
+    }
+    macro_rules! h8 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_xor_si256(_mm256_xor_si256($b, $c), $d)
+        };
+    }
+    macro_rules! i8 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_xor_si256($c, _mm256_or_si256($b, _mm256_xor_si256($d, _mm256_set1_epi32(-1))))
+        };
+    }
     macro_rules! rol8 {
         ($x:expr, $s:expr) => {
             _mm256_or_si256(

@@ -1,24 +1,28 @@
-//! MD5 of several uploads at once, in SIMD lanes.
+//! MD5 of several uploads at once.
 //!
 //! The ETag of a single-part object is the MD5 of its body, and MD5 was the largest
 //! CPU cost of a PUT (~45% of both cores at 64 MiB, perf). One MD5 stream cannot go
 //! faster: each 64-byte block depends on the one before. But a core owning several
-//! uploads holds several independent streams, and one SIMD pass compresses 8 of them
-//! (AVX2) or 16 (AVX-512) (`md5-many`), as MinIO's md5-simd does in Go.
+//! uploads holds several independent streams, and hashing them together fills the
+//! core: 2-4 interleaved in scalar code, 5 or more in the 16 lanes of an AVX-512 pass
+//! (8 with AVX2), as MinIO's md5-simd does in Go ([`super::md5_blocks`]).
 //!
 //! So an upload does not hash what it receives at once: it queues the bytes on its
 //! [`LaneMd5`] (a reference count, no copy) and, when it next lets the reactor turn,
-//! calls [`hash_queued`], which hashes what the core's uploads have queued, a pass's
-//! worth of streams at a time, for as long as enough of them have bytes (see
-//! [`WAIT_FOR_MAX`]; idle lanes are fed a copy of a busy one). What a stream has queued
-//! beyond the others waits for a later pass, when they will have caught up, unless it
-//! exceeds [`QUEUED_MAX`]: then it is hashed in lanes beside whichever streams have
-//! bytes, by the single-stream code only when none has (or when the upload ends). A
-//! stream alone on its core is hashed at once, and so are two where a pass of two costs
-//! more than hashing them one after the other ([`lanes_min`]). Hashing each upload's
-//! bytes as they came, the uploads of a core were out of phase (each waits on its
-//! socket) and a pass found one stream queued most times: the single-stream code did
-//! 90% of it.
+//! calls [`hash_queued`], which hashes what the core's uploads have queued, up to
+//! [`LANES_MAX`] streams at a time, for as long as enough of them have bytes (see
+//! [`WAIT_FOR_MAX`]). What a stream has queued beyond the others waits for a later
+//! pass, when they will have caught up, unless it exceeds [`QUEUED_MAX`]: then it is
+//! hashed beside whichever streams have bytes, by the single-stream code only when
+//! none has (or when the upload ends). A stream alone on its core is hashed at once.
+//! Hashing each upload's bytes as they came, the uploads of a core were out of phase
+//! (each waits on its socket) and a pass found one stream queued most times: the
+//! single-stream code did 90% of it.
+//!
+//! `cargo bench -p tessera-benches --bench md5` (`lanes/N`: N streams on one core,
+//! 128 KiB each per turn) on this machine's EPYC, md5-many's padded 16-lane pass
+//! (87eef3d) against `md5_blocks` (now): 1 stream 864 vs 892 MiB/s, 2 882 MiB/s vs
+//! 1.72 GiB/s, 4 1.54 vs 2.07 GiB/s, 8 3.09 vs 3.09 GiB/s, 16 6.05 vs 6.04 GiB/s.
 //!
 //! Everything here is per thread (per core); nothing is shared between cores.
 //! One pool for all cores was tried (streams behind a lock, hashed by whichever
@@ -41,18 +45,14 @@ use super::md5_blocks::{update_blocks, Md5Stream};
 const LANES_MAX: usize = 16;
 
 /// The fewest streams with bytes worth hashing together: two interleaved streams
-/// took 1.5 GB per CPU second on this machine's EPYC against 0.75 for one
-/// (`md5_blocks`).
+/// hashed 1.72 GiB/s on one core of this machine's EPYC, one 0.89 (`md5_blocks`).
 const LANES_MIN: usize = 2;
 
 /// Streams with bytes queued a pass waits for (fewer when fewer are live on the
-/// core). A pass costs the same whatever number of lanes carry data, so
-/// the more streams per pass the better: `cargo bench -p tessera-benches --bench
-/// md5` on this machine's EPYC (128 KiB per stream per turn, 2 MiB per stream) gave
-/// one stream 646 MiB/s; 2 streams in lanes 900 MiB/s (1.4x), 4 1.77 GiB/s (2.8x),
-/// 8 3.18 GiB/s (4.9x). Waiting for up to 8 measured no better than 4 in 64 MiB
-/// PUTs (579 vs 608 MB/s over 3 interleaved rounds at 8 connections): the wait
-/// costs what the fuller pass saves.
+/// core): the more streams hashed together the better (2: 1.72 GiB/s per core, 4:
+/// 2.07, 16: 6.0). Waiting for up to 8 measured no better than 4 in 64 MiB PUTs
+/// (579 vs 608 MB/s over 3 interleaved rounds at 8 connections, with md5-many's
+/// lane passes): the wait costs what the fuller pass saves.
 const WAIT_FOR_MAX: usize = 4;
 
 /// Bytes one stream may hold queued while it waits for others to hash beside.
@@ -193,8 +193,8 @@ fn drain(lane: &mut Lane) {
     }
 }
 
-/// Hashes the queued bytes of up to [`pass_width`] streams in lanes while `want` or more
-/// have some (at least `lanes_min`); the single-stream code takes what exceeds
+/// Hashes the queued bytes of up to [`LANES_MAX`] streams together while `want` or more
+/// have some (at least [`LANES_MIN`]); the single-stream code takes what exceeds
 /// [`QUEUED_MAX`] then, and all of it when `want` is `usize::MAX`.
 fn hash_group(lanes: &mut [&mut Lane], want: usize) {
     debug_assert!(lanes.len() <= LANES_MAX);
