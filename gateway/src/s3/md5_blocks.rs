@@ -1,25 +1,24 @@
-//! MD5 block compression for one to sixteen streams at once.
+//! MD5 block compression for several streams at once.
 //!
 //! MD5 is latency-bound: each of a block's 64 steps waits on the one before, so one
 //! stream leaves most of a core's ALUs idle. Two ways to fill them, and which pays
 //! depends on how many streams have bytes:
 //!
-//! - Interleaved scalar ([`compress_interleaved`]): the steps of 2-4 streams written
+//! - Interleaved scalar (`compress_interleaved`): the steps of 2-4 streams written
 //!   side by side, so the out-of-order core runs their chains together. On this
-//!   machine's EPYC (Zen 5) one stream hashed 0.75 GB per CPU second, two 1.5, three
-//!   2.05-2.1, four 2.0-2.1 (the ALUs are full at three).
-//! - SIMD lanes ([`x86::compress_x16`], [`x86::compress_x8`]): one chain whose every
+//!   machine's EPYC (Zen 5) one stream hashed 0.91 GB per CPU second, two 1.8,
+//!   three 2.2, four 2.15 (the ALUs are full at three).
+//! - SIMD lanes (`x86::compress_x16`, `x86::compress_x8`): one chain whose every
 //!   operation hashes 16 (AVX-512) or 8 (AVX2) streams. A pass costs the same however
 //!   many lanes carry data (~160 ns per block of each lane here, 8 or 4 lanes alike),
 //!   so it wins from 5 streams on: 8 streams in 8 lanes 3.2 GB per CPU second.
 //!
 //! md5-many (which Tessera used before) offers only the SIMD passes for several
 //! streams, and its `Md5State` cannot be moved between its single-stream and lane
-//! code and this one: at the 3-4 uploads a core of this 2-core machine holds in a
-//! 64 MiB PUT at 8 connections, its padded 16-lane pass gave 1.2-1.6 GB per CPU
-//! second against the interleaved code's 2.0-2.1, and two streams 0.8 against 1.5.
-//! Measured with `cargo bench -p tessera-benches --bench md5` (see the module docs of
-//! `md5_lanes` for the figures at each stream count).
+//! code and this one. Per core, `cargo bench -p tessera-benches --bench md5`
+//! (`lanes/N`), md5-many's padded 16-lane pass against this: 2 streams 882 MiB/s vs
+//! 1.72 GiB/s, 4 streams 1.54 vs 2.07 GiB/s, 1, 8 and 16 streams alike (the module
+//! docs of `md5_lanes` have them all).
 
 /// MD5's initial chaining value.
 const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
@@ -198,44 +197,28 @@ impl Md5Stream {
 /// streams where the CPU has them, interleaved scalar code in groups of up to 4
 /// otherwise.
 pub fn update_blocks(streams: &mut [&mut Md5Stream], inputs: &[&[u8]], blocks: usize) {
+    #[cfg(target_arch = "x86_64")]
+    let simd_lanes = x86::lanes();
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd_lanes = None;
+    update_blocks_in(simd_lanes, streams, inputs, blocks);
+}
+
+/// [`update_blocks`] with SIMD passes `simd_lanes` (16 or 8) wide, or none.
+fn update_blocks_in(simd_lanes: Option<usize>, streams: &mut [&mut Md5Stream], inputs: &[&[u8]], blocks: usize) {
     assert_eq!(streams.len(), inputs.len());
-    for (s, input) in streams.iter_mut().zip(inputs) {
-        assert!(s.len.is_multiple_of(64) && input.len() >= blocks * 64, "update_blocks: not on a block boundary");
+    for (s, input) in streams.iter().zip(inputs) {
+        assert!(s.len.is_multiple_of(64), "update_blocks: a stream not on a block boundary");
+        assert!(input.len() >= blocks * 64, "update_blocks: an input shorter than {blocks} blocks");
+    }
+    for s in streams.iter_mut() {
         s.len += (blocks * 64) as u64;
     }
     if blocks == 0 {
         return;
     }
-    let mut streams = &mut streams[..];
-    let mut inputs = inputs;
-    #[cfg(target_arch = "x86_64")]
-    while streams.len() >= 5 {
-        let Some(width) = x86::lanes() else { break };
-        let n = streams.len().min(width);
-        let (now, rest) = streams.split_at_mut(n);
-        let mut states = [[0u32; 4]; 16];
-        let mut lane_inputs: [&[u8]; 16] = [inputs[0]; 16];
-        for i in 0..n {
-            states[i] = now[i].state;
-            lane_inputs[i] = inputs[i];
-        }
-        // SAFETY: `lanes()` saw the CPU features these kernels are compiled for, and
-        // every input holds `blocks` whole blocks (asserted above).
-        unsafe {
-            if width == 16 {
-                x86::compress_x16(&mut states, &lane_inputs, blocks);
-            } else {
-                let (s8, i8) = (&mut states[..8], &lane_inputs[..8]);
-                x86::compress_x8(s8.try_into().expect("8"), i8.try_into().expect("8"), blocks);
-            }
-        }
-        for i in 0..n {
-            now[i].state = states[i];
-        }
-        streams = rest;
-        inputs = &inputs[n..];
-    }
-    for (group, input) in streams.chunks_mut(4).zip(inputs.chunks(4)) {
+    let done = simd_passes(simd_lanes, streams, inputs, blocks);
+    for (group, input) in streams[done..].chunks_mut(4).zip(inputs[done..].chunks(4)) {
         match group {
             [a] => compress_interleaved::<1>([&mut a.state], [input[0]], blocks),
             [a, b] => compress_interleaved::<2>([&mut a.state, &mut b.state], [input[0], input[1]], blocks),
@@ -254,6 +237,46 @@ pub fn update_blocks(streams: &mut [&mut Md5Stream], inputs: &[&[u8]], blocks: u
     }
 }
 
+/// Hashes the first streams in SIMD passes `simd_lanes` wide while 5 or more are
+/// left (fewer go faster interleaved). Returns how many it hashed.
+#[cfg(target_arch = "x86_64")]
+fn simd_passes(simd_lanes: Option<usize>, streams: &mut [&mut Md5Stream], inputs: &[&[u8]], blocks: usize) -> usize {
+    let Some(width) = simd_lanes else { return 0 };
+    assert!(width == 16 || width == 8);
+    let mut done = 0;
+    while streams.len() - done >= 5 {
+        let n = (streams.len() - done).min(width);
+        let mut states = [[0u32; 4]; 16];
+        // Idle lanes hash a copy of the first input into throwaway states.
+        let mut lane_inputs: [&[u8]; 16] = [inputs[done]; 16];
+        for i in 0..n {
+            states[i] = streams[done + i].state;
+            lane_inputs[i] = inputs[done + i];
+        }
+        // SAFETY: `x86::lanes()` saw the CPU features of the kernel for this width
+        // (tests pass 8 only where it saw 8 or 16), and every input holds `blocks`
+        // whole blocks (asserted by the caller; the kernels assert it again).
+        unsafe {
+            if width == 16 {
+                x86::compress_x16(&mut states, &lane_inputs, blocks);
+            } else {
+                let (s8, i8) = (&mut states[..8], &lane_inputs[..8]);
+                x86::compress_x8(s8.try_into().expect("8"), i8.try_into().expect("8"), blocks);
+            }
+        }
+        for i in 0..n {
+            streams[done + i].state = states[i];
+        }
+        done += n;
+    }
+    done
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_passes(_: Option<usize>, _: &mut [&mut Md5Stream], _: &[&[u8]], _: usize) -> usize {
+    0
+}
+
 /// `x`, computed before it is used: the compiler may not fold what it is added to
 /// into it. Left alone, it moves the step constant after the mixing function
 /// (`x + f + K` as `(x + f) + K`), onto the chain of additions each step waits on;
@@ -261,11 +284,14 @@ pub fn update_blocks(streams: &mut [&mut Md5Stream], inputs: &[&[u8]], blocks: u
 /// per CPU second and two from 1.5 to 1.8. From 4 streams on the ALUs, not the
 /// chains, are the limit, and pinning cost registers (4 streams: 1.8 against 2.1).
 #[inline(always)]
-fn pinned<const N: usize>(mut x: u32) -> u32 {
+fn pinned<const N: usize>(x: u32) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if N <= 3 {
-        // SAFETY: an empty instruction that claims to change a register.
+        let mut x = x;
+        // SAFETY: no instruction (the template is a comment); it only claims to
+        // change the register.
         unsafe { std::arch::asm!("/* {0:e} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags)) };
+        return x;
     }
     x
 }
@@ -333,13 +359,15 @@ mod x86 {
 
     use super::{word, K, S};
 
-    /// The SIMD lanes this CPU offers: 16 with AVX-512F+VL, 8 with AVX2, else none.
+    /// The SIMD lanes this CPU offers: 16 with AVX-512F (and AVX2, which the
+    /// compiler assumes with it and the 8-lane kernel needs), 8 with AVX2, else none.
     pub fn lanes() -> Option<usize> {
         static LANES: OnceLock<Option<usize>> = OnceLock::new();
         *LANES.get_or_init(|| {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+            let avx2 = is_x86_feature_detected!("avx2");
+            if avx2 && is_x86_feature_detected!("avx512f") {
                 Some(16)
-            } else if is_x86_feature_detected!("avx2") {
+            } else if avx2 {
                 Some(8)
             } else {
                 None
@@ -418,7 +446,7 @@ mod x86 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512vl")]
+    #[target_feature(enable = "avx512f")]
     unsafe fn words16(inputs: &[&[u8]; 16], block: usize) -> [__m512i; 16] {
         // SAFETY: as in words4; the caller saw AVX-512F.
         unsafe {
@@ -508,8 +536,8 @@ mod x86 {
         /// Sixteen streams in the lanes of AVX-512 vectors.
         ///
         /// # Safety
-        /// The CPU has AVX-512F and AVX-512VL ([`lanes`] said 16).
-        #[target_feature(enable = "avx512f,avx512vl")]
+        /// The CPU has AVX-512F and AVX2 ([`lanes`] said 16).
+        #[target_feature(enable = "avx512f")]
         compress_x16, 16, __m512i, words16, _mm512_add_epi32, _mm512_set1_epi32, f16, g16, h16, i16, rol16
     );
     kernel!(
@@ -554,33 +582,58 @@ mod tests {
         }
     }
 
-    /// Every stream count 1..=40 (scalar groups, the SIMD kernels, both with a
-    /// remainder), each stream with its own prefix, agrees with the reference.
+    /// The SIMD widths this CPU can run, and none (scalar code only).
+    fn widths() -> Vec<Option<usize>> {
+        #[cfg(target_arch = "x86_64")]
+        return match x86::lanes() {
+            Some(16) => vec![None, Some(8), Some(16)],
+            Some(8) => vec![None, Some(8)],
+            _ => vec![None],
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        vec![None]
+    }
+
+    /// Every stream count 1..=40 (interleaved groups of 1-4, SIMD passes with idle
+    /// lanes and with a remainder), at every SIMD width the CPU has and with none,
+    /// each stream with its own prefix, agrees with the reference.
     #[test]
     fn streams_hashed_together_match_the_reference() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        for n in 1..=40usize {
-            let prefixes: Vec<Vec<u8>> = (0..n).map(|i| (0..64 * (i % 3)).map(|_| rng.r#gen()).collect()).collect();
-            let bodies: Vec<Vec<u8>> = (0..n).map(|_| (0..64 * 7 + 20).map(|_| rng.r#gen()).collect()).collect();
-            let mut streams: Vec<Md5Stream> = prefixes
-                .iter()
-                .map(|p| {
-                    let mut s = Md5Stream::new();
-                    s.update(p);
-                    s
-                })
-                .collect();
-            {
-                let mut refs: Vec<&mut Md5Stream> = streams.iter_mut().collect();
-                let inputs: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
-                update_blocks(&mut refs, &inputs, 7);
-            }
-            for (i, s) in streams.iter_mut().enumerate() {
-                s.update(&bodies[i][7 * 64..]);
-                let whole = [&prefixes[i][..], &bodies[i][..]].concat();
-                assert_eq!(s.finalize(), reference(&whole), "{n} streams, stream {i}");
+        for width in widths() {
+            for n in 1..=40usize {
+                let blocks = 1 + n % 7;
+                let prefixes: Vec<Vec<u8>> = (0..n).map(|i| (0..64 * (i % 3)).map(|_| rng.r#gen()).collect()).collect();
+                let bodies: Vec<Vec<u8>> =
+                    (0..n).map(|_| (0..64 * blocks + 20).map(|_| rng.r#gen()).collect()).collect();
+                let mut streams: Vec<Md5Stream> = prefixes
+                    .iter()
+                    .map(|p| {
+                        let mut s = Md5Stream::new();
+                        s.update(p);
+                        s
+                    })
+                    .collect();
+                {
+                    let mut refs: Vec<&mut Md5Stream> = streams.iter_mut().collect();
+                    let inputs: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
+                    update_blocks_in(width, &mut refs, &inputs, blocks);
+                }
+                for (i, s) in streams.iter_mut().enumerate() {
+                    s.update(&bodies[i][blocks * 64..]);
+                    let whole = [&prefixes[i][..], &bodies[i][..]].concat();
+                    assert_eq!(s.finalize(), reference(&whole), "width {width:?}, {n} streams, stream {i}");
+                }
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "not on a block boundary")]
+    fn a_stream_off_a_block_boundary_is_refused() {
+        let mut s = Md5Stream::new();
+        s.update(&[1u8; 10]);
+        update_blocks(&mut [&mut s], &[&[0u8; 64]], 1);
     }
 
     #[test]
@@ -599,7 +652,7 @@ mod tests {
         let inputs: [&[u8]; 16] = std::array::from_fn(|i| &data[i][..]);
         if x86::lanes() == Some(16) {
             let mut states = [INIT; 16];
-            // SAFETY: lanes() saw AVX-512F+VL.
+            // SAFETY: lanes() saw AVX-512F and AVX2.
             unsafe { x86::compress_x16(&mut states, &inputs, 5) };
             assert_eq!(states.to_vec(), expect);
         }
