@@ -5,7 +5,8 @@
 #     files: 64 MiB GETs of one hot object, 1 MiB ranged GETs at random offsets in a 1 GiB
 #     object (throughput, p99, time to first byte), 4 KiB GETs (requests/s);
 #   * fio's O_DIRECT write bandwidth on the filesystem of the data directory (right before and
-#     right after the PUTs, averaged: the disk's speed swings): 64 MiB PUTs,
+#     right after the PUTs, averaged: the disk's speed swings): 64 MiB PUTs (each row on an empty
+#     server of its own),
 #     with the target ratio tessera_put / (fio_write * k/(k+m)), k=4 m=2 (the drives share
 #     one disk, so every byte PUT costs (k+m)/k bytes written);
 #   * itself healthy against itself with one drive directory missing (64 MiB GETs), both with
@@ -217,6 +218,27 @@ fio_run() {
     fio_mb="$(python3 -c 'import json, sys; print("%.2f" % (json.load(open(sys.argv[1]))["jobs"][0]["write"]["bw_bytes"] / 1e6))' "$out/$1.json")"
 }
 
+# Each PUT row runs on a server of its own, on an empty data directory removed after it:
+# the PUTs overwrite PUT_OBJECTS keys, and the space of what they overwrite comes back only
+# when compaction runs (at each checkpoint interval), so 12 s of PUTs at ~1 GB/s leave ~20 GB
+# of segments behind, and the rows after them (and a disk near full) would pay for it.
+put_server_start() {
+    tessera_stop
+    mv "$data" "$work/data.main"
+    local free_gib
+    free_gib=$(($(df -Pk "$work" | awk 'NR == 2 {print $4}') >> 20))
+    ((free_gib >= 24)) || log "WARNING: $free_gib GiB free for the PUTs; 12 s at 1 GB/s writes ~20 GB (RS 4+2)"
+    start_server
+    s3_put "$TESSERA_ENDPOINT/$bucket"
+}
+put_server_stop() {
+    tessera_stop
+    rm -rf "$data"
+    mv "$work/data.main" "$data"
+    start_server
+    warm
+}
+
 tessera_run() {
     local label=$1
     shift
@@ -320,10 +342,12 @@ for r in $(seq "$rounds"); do
     put_flags=()
     for c in $put_conc; do
         flagged=0
+        put_server_start
         tessera_run "r$r-put64m-c$c-tessera" --prefix put- --workload put --object-size 64MiB \
             --objects "$put_objects" --concurrency "$c"
         puts+=("$result")
         put_flags+=("$flagged")
+        put_server_stop
     done
     fio_run "r$r-fio-after"
     after=$fio_mb
