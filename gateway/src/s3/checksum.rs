@@ -309,10 +309,10 @@ fn crc_algorithm(algorithm: ChecksumAlgorithm) -> Option<crc_fast::CrcAlgorithm>
 
 impl Checksummer {
     pub fn new(algorithm: ChecksumAlgorithm) -> Self {
-        let state = match (algorithm, crc_algorithm(algorithm)) {
-            (_, Some(crc)) => State::Crc(crc_fast::Digest::new(crc)),
-            (ChecksumAlgorithm::Sha1, None) => State::Sha1(sha1::Sha1::new()),
-            (_, None) => State::Sha256(sha2::Sha256::new()),
+        let state = match algorithm {
+            ChecksumAlgorithm::Sha1 => State::Sha1(sha1::Sha1::new()),
+            ChecksumAlgorithm::Sha256 => State::Sha256(sha2::Sha256::new()),
+            crc => State::Crc(crc_fast::Digest::new(crc_algorithm(crc).expect("every other algorithm is a CRC"))),
         };
         Self { algorithm, state }
     }

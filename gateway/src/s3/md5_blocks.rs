@@ -551,12 +551,14 @@ mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use md5::Digest as _;
     use rand::{Rng, SeedableRng};
 
-    fn reference(data: &[u8]) -> [u8; 16] {
+    /// md-5's digest of `data`: the reference the MD5 code here and in `md5_lanes` is
+    /// checked against.
+    pub(in crate::s3) fn reference(data: &[u8]) -> [u8; 16] {
         md5::Md5::digest(data).into()
     }
 

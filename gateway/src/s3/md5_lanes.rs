@@ -227,17 +227,17 @@ fn hash_group(lanes: &mut [&mut Lane], want: usize) {
         // The longest run of whole blocks every active stream has in its front.
         let run = active[..n_active].iter().map(|&i| lanes[i].queued[0].len()).min().expect("active") & !63;
         {
-            let mut inputs: [&[u8]; LANES_MAX] = [&[]; LANES_MAX];
-            let mut streams: Vec<&mut Md5Stream> = Vec::with_capacity(n_active);
-            let mut slot = 0;
-            for (i, lane) in lanes.iter_mut().enumerate() {
-                if active[..n_active].contains(&i) {
-                    inputs[slot] = &lane.queued[0][..run];
-                    streams.push(&mut lane.state);
-                    slot += 1;
-                }
-            }
-            update_blocks(&mut streams, &inputs[..n_active], run / 64);
+            // `active` is in ascending order, as `lanes` is walked here.
+            let (mut streams, inputs): (Vec<&mut Md5Stream>, Vec<&[u8]>) = lanes
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| active[..n_active].contains(i))
+                .map(|(_, lane)| {
+                    let lane: &mut Lane = lane;
+                    (&mut lane.state, &lane.queued[0][..run])
+                })
+                .unzip();
+            update_blocks(&mut streams, &inputs, run / 64);
             #[cfg(test)]
             count(0, run * n_active, 1);
         }
@@ -271,13 +271,9 @@ fn align(lane: &mut Lane) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::md5_blocks::tests::reference;
     use super::*;
-    use md5::Digest as _;
     use rand::{Rng, SeedableRng};
-
-    fn reference(data: &[u8]) -> [u8; 16] {
-        md5::Md5::digest(data).into()
-    }
 
     /// Many streams fed in chunks of random sizes (blocks, odd tails, empty), hashed
     /// together at random moments, each agree with md-5 over its whole body.
