@@ -20,7 +20,8 @@
 #   scripts/bench-serve.sh                          # ROUNDS=2 DURATION=10s WARMUP=2s
 #   ROUNDS=1 DURATION=5s WARMUP=1s scripts/bench-serve.sh
 #
-# Env overrides (defaults): ROUNDS (2), DURATION (10s), WARMUP (2s),
+# Env overrides (defaults): ROUNDS (2), DURATION (10s), WARMUP (2s), PUT_DURATION (DURATION:
+#   a PUT row writes ~2 GB of segments per second at ~1.2 GB/s, none reclaimed before it ends),
 #   OUT (/tmp/tessera-bench-serve), BIG_CONCURRENCY (4), RANGE_CONCURRENCY (8),
 #   SMALL_CONCURRENCY (32), PUT_CONCURRENCY ("8 4": a PUT row for each), PUT_OBJECTS (32: keys spread over the cores),
 #   RANGE_OBJECT_MIB (1024), FIO_SIZE (1G), TESSERA_LOG (warn: no access log, like nginx),
@@ -35,6 +36,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera-target}"
 export TESSERA_LOG="${TESSERA_LOG:-warn}"
 rounds="${ROUNDS:-2}"
 duration="${DURATION:-10s}"
+put_duration="${PUT_DURATION:-$duration}"
 warmup="${WARMUP:-2s}"
 out="${OUT:-/tmp/tessera-bench-serve}"
 big_conc="${BIG_CONCURRENCY:-4}"
@@ -227,7 +229,11 @@ put_server_start() {
     mv "$data" "$work/data.main"
     local free_gib
     free_gib=$(($(df -Pk "$work" | awk 'NR == 2 {print $4}') >> 20))
-    ((free_gib >= 24)) || log "WARNING: $free_gib GiB free for the PUTs; 12 s at 1 GB/s writes ~20 GB (RS 4+2)"
+    # Overwritten space comes back only at compaction (each checkpoint interval): the row
+    # keeps all it writes, ~1.5 x the body (RS 4+2), at up to ~1.4 GB/s of body here.
+    local need_gib=$(((${put_duration%s} + ${warmup%s}) * 2 + 2))
+    ((free_gib >= need_gib)) ||
+        log "WARNING: $free_gib GiB free for a PUT row that may write ~$need_gib GiB; set PUT_DURATION lower"
     start_server
     s3_put "$TESSERA_ENDPOINT/$bucket"
 }
@@ -304,7 +310,7 @@ header() {
     printf "$row_format" round "metric (tessera vs reference)" tessera reference ratio
 }
 
-echo "tessera vs nginx and fio: $rounds round(s) of $duration (+$warmup warm-up) per figure; reports in $out"
+echo "tessera vs nginx and fio: $rounds round(s) of $duration (PUTs $put_duration) (+$warmup warm-up) per figure; reports in $out"
 header
 for r in $(seq "$rounds"); do
     flagged=0
@@ -343,8 +349,8 @@ for r in $(seq "$rounds"); do
     for c in $put_conc; do
         flagged=0
         put_server_start
-        tessera_run "r$r-put64m-c$c-tessera" --prefix put- --workload put --object-size 64MiB \
-            --objects "$put_objects" --concurrency "$c"
+        duration=$put_duration tessera_run "r$r-put64m-c$c-tessera" --prefix put- --workload put \
+            --object-size 64MiB --objects "$put_objects" --concurrency "$c"
         puts+=("$result")
         put_flags+=("$flagged")
         put_server_stop
