@@ -61,6 +61,10 @@ const IOV_COUNT_MAX: usize = 1024;
 /// A glommio TCP stream as hyper sees it.
 #[derive(Debug)]
 pub struct HyperIo {
+    /// glommio's unbuffered stream (`TcpStream<NonBuffered>`, the default): bulk
+    /// reads `recv` on its fd directly, which is only right while glommio keeps no
+    /// received bytes of its own. A buffered stream (`.buffered()`) would compile
+    /// and reorder the body.
     stream: TcpStream,
     /// A write that makes no progress for this long fails with `TimedOut`.
     write_stall_timeout: Duration,
@@ -74,6 +78,10 @@ pub struct HyperIo {
 impl HyperIo {
     /// Must be called on the executor that will poll it.
     pub fn new(stream: TcpStream, write_stall_timeout: Duration) -> Self {
+        // glommio's read timer is reset only by its own reads; the direct reads would
+        // leave it armed, so a later wait could fail spuriously. Idle connections are
+        // bounded by hyper's header-read timeout instead.
+        debug_assert!(stream.read_timeout().is_none(), "HyperIo needs a stream without glommio's read timeout");
         Self { stream, write_stall_timeout, write_stall: None }
     }
 
@@ -144,6 +152,8 @@ impl hyper::rt::Read for HyperIo {
             // SAFETY: the first `len >= n` bytes were initialised just above, and
             // the read wrote `n` of them.
             unsafe { buf.advance(n) };
+            #[cfg(test)]
+            tests::count(|c| c.small += 1);
             return Poll::Ready(Ok(()));
         }
         let fd = self.stream.as_raw_fd();
@@ -159,6 +169,8 @@ impl hyper::rt::Read for HyperIo {
             if n >= 0 {
                 // SAFETY: the kernel wrote these `n` bytes (see above).
                 unsafe { buf.advance(n as usize) };
+                #[cfg(test)]
+                tests::count(|c| c.direct += 1);
                 return Poll::Ready(Ok(()));
             }
             let e = io::Error::last_os_error();
@@ -170,6 +182,8 @@ impl hyper::rt::Read for HyperIo {
         }
         // Nothing to read: glommio registers this task for readability (and takes
         // whatever arrived since, into a small zeroed window).
+        #[cfg(test)]
+        tests::count(|c| c.waits += 1);
         let dst = buf.initialize_unfilled_to(len.min(READ_WAIT_WINDOW_BYTES));
         let n = ready!(Pin::new(&mut self.stream).poll_read(cx, dst))?;
         // SAFETY: the window was initialised just above, and the read wrote `n`
@@ -300,94 +314,124 @@ mod tests {
     use std::io::Write as _;
     use std::mem::MaybeUninit;
 
-    /// Reads through `poll_read` until EOF, each into a fresh uninitialised buffer.
-    async fn read_all(io: &mut HyperIo, storage: &mut [MaybeUninit<u8>]) -> (Vec<u8>, usize) {
-        let (mut got, mut reads) = (Vec::new(), 0);
-        loop {
-            let mut rb = hyper::rt::ReadBuf::uninit(storage);
-            futures_lite::future::poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, rb.unfilled())).await.expect("read");
-            let filled = rb.filled();
-            if filled.is_empty() {
-                return (got, reads);
-            }
-            assert!(filled.len() <= READ_CHUNK_BYTES_MAX, "one read takes at most the chunk limit");
-            got.extend_from_slice(filled);
-            reads += 1;
-        }
+    /// Which way `poll_read` went, per thread (each test runs its own executor thread).
+    #[derive(Default, Clone, Copy, Debug)]
+    pub(super) struct Paths {
+        pub direct: usize,
+        pub waits: usize,
+        pub small: usize,
+    }
+    thread_local! {
+        static PATHS: std::cell::Cell<Paths> = std::cell::Cell::new(Paths::default());
+    }
+    pub(super) fn count(f: impl FnOnce(&mut Paths)) {
+        PATHS.with(|p| {
+            let mut v = p.get();
+            f(&mut v);
+            p.set(v);
+        });
+    }
+    fn paths() -> Paths {
+        PATHS.with(|p| p.get())
     }
 
-    #[test]
-    fn reads_deliver_every_byte_in_order_across_empty_socket_waits() {
-        let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().expect("executor");
-        ex.run(async {
-            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let expect: Vec<u8> = (0..3usize << 20).map(|i| (i * 7 + i / 4099) as u8).collect();
-            // Bursts of irregular size; the writer sends the next only once the reader
-            // has taken the previous one whole, so the reader finds the socket empty
-            // (and waits through glommio) between bursts, and full within them.
-            let mut bursts = vec![0usize];
-            let mut n = 1usize;
-            while *bursts.last().expect("non-empty") < expect.len() {
-                bursts.push((bursts.last().expect("non-empty") + n).min(expect.len()));
-                n = n * 5 % 900_001 + 1;
+    /// Sends `data` in bursts ending at `marks`, each only once the reader reports it
+    /// took the previous one whole (and after a pause, so the reader meets an empty
+    /// socket first); reads with buffers of `room(i)` bytes for the i-th read. Returns
+    /// what was read and the largest single read.
+    async fn bursts(data: Vec<u8>, marks: Vec<usize>, room: impl Fn(usize) -> usize) -> (Vec<u8>, usize) {
+        let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (taken_tx, taken_rx) = std::sync::mpsc::channel::<usize>();
+        let (sent, ends) = (data.clone(), marks.clone());
+        let writer = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            for w in ends.windows(2) {
+                std::thread::sleep(Duration::from_millis(2));
+                s.write_all(&sent[w[0]..w[1]]).expect("write");
+                assert_eq!(taken_rx.recv().expect("reader goes on"), w[1]);
             }
-            let (taken_tx, taken_rx) = std::sync::mpsc::channel::<usize>();
-            let (sent, marks) = (expect.clone(), bursts.clone());
-            let writer = std::thread::spawn(move || {
-                let mut s = std::net::TcpStream::connect(addr).expect("connect");
-                for w in marks.windows(2) {
-                    s.write_all(&sent[w[0]..w[1]]).expect("write");
-                    assert_eq!(taken_rx.recv().expect("reader goes on"), w[1]);
-                }
-            });
-            let stream = listener.accept().await.expect("accept");
-            let mut io = HyperIo::new(stream, Duration::from_secs(10));
-            // More room than one read may take, as hyper offers once reads fill its buffer.
-            let mut storage = vec![MaybeUninit::<u8>::uninit(); READ_CHUNK_BYTES_MAX + (144 << 10)];
-            let (mut got, mut reads, mut next) = (Vec::new(), 0, 1);
+        });
+        let stream = listener.accept().await.expect("accept");
+        let mut io = HyperIo::new(stream, Duration::from_secs(10));
+        let mut storage = vec![MaybeUninit::<u8>::uninit(); 1 << 20];
+        let (mut got, mut largest, mut next, mut i) = (Vec::new(), 0, 1, 0);
+        let read_all = async {
             loop {
-                let mut rb = hyper::rt::ReadBuf::uninit(&mut storage);
+                let mut rb = hyper::rt::ReadBuf::uninit(&mut storage[..room(i)]);
                 futures_lite::future::poll_fn(|cx| Pin::new(&mut io).poll_read(cx, rb.unfilled())).await.expect("read");
+                i += 1;
                 let filled = rb.filled();
                 if filled.is_empty() {
                     break;
                 }
-                assert!(filled.len() <= READ_CHUNK_BYTES_MAX, "one read takes at most the chunk limit");
+                largest = largest.max(filled.len());
                 got.extend_from_slice(filled);
-                reads += 1;
-                if next < bursts.len() && got.len() == bursts[next] {
+                if next < marks.len() && got.len() == marks[next] {
                     taken_tx.send(got.len()).expect("writer waits");
                     next += 1;
                 }
             }
-            // (Dropped first, so a writer still waiting for a burst's turn fails.)
-            drop(taken_tx);
-            writer.join().expect("writer");
-            assert_eq!(got.len(), expect.len());
-            assert!(got == expect, "bytes differ");
-            assert_eq!(next, bursts.len(), "every burst taken whole");
-            assert!(reads > 12, "3 MiB in at most 256 KiB per read: {reads} reads");
+        };
+        // A wait that never wakes fails here instead of hanging the test.
+        glommio::timer::timeout(Duration::from_secs(20), async {
+            read_all.await;
+            Ok(())
+        })
+        .await
+        .expect("reads end");
+        // (Dropped first, so a writer still waiting for a burst's turn fails.)
+        drop(taken_tx);
+        writer.join().expect("writer");
+        assert_eq!(next, marks.len(), "every burst taken whole");
+        (got, largest)
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
+    }
+
+    /// Burst ends of irregular size up to `len`.
+    fn marks(len: usize) -> Vec<usize> {
+        let (mut m, mut n) = (vec![0usize], 1usize);
+        while *m.last().expect("non-empty") < len {
+            m.push((m.last().expect("non-empty") + n).min(len));
+            n = n * 5 % 900_001 + 1;
+        }
+        m
+    }
+
+    #[test]
+    fn bulk_reads_deliver_every_byte_in_order_across_empty_socket_waits() {
+        let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().expect("executor");
+        ex.run(async {
+            let data = pattern(3 << 20);
+            // More room than one read may take, as hyper offers once reads fill its buffer.
+            let (got, largest) = bursts(data.clone(), marks(data.len()), |_| READ_CHUNK_BYTES_MAX + (144 << 10)).await;
+            assert_eq!(got.len(), data.len());
+            assert!(got == data, "bytes differ");
+            assert!(largest <= READ_CHUNK_BYTES_MAX, "one read takes at most the chunk limit: {largest}");
+            let p = paths();
+            assert!(p.direct > 0 && p.waits > 0, "went straight to recv and waited through glommio: {p:?}");
         });
     }
 
     #[test]
-    fn a_read_into_a_small_buffer_takes_only_what_fits() {
+    fn a_connection_moves_between_small_and_bulk_reads_without_losing_order() {
         let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().expect("executor");
         ex.run(async {
-            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let writer = std::thread::spawn(move || {
-                let mut s = std::net::TcpStream::connect(addr).expect("connect");
-                s.write_all(b"0123456789abcdef").expect("write");
-            });
-            let stream = listener.accept().await.expect("accept");
-            let mut io = HyperIo::new(stream, Duration::from_secs(10));
-            let mut storage = [MaybeUninit::<u8>::uninit(); 5];
-            let (got, reads) = read_all(&mut io, &mut storage).await;
-            writer.join().expect("writer");
-            assert_eq!(got, b"0123456789abcdef");
-            assert!(reads >= 4, "five bytes at a time: {reads} reads");
+            let data = pattern(2 << 20);
+            // Small buffers, then bulk ones, then small again: as hyper's buffer grows
+            // for a body and shrinks for the requests after it.
+            let room = |i: usize| match i % 30 {
+                0..=9 => 5 + i % 4000,
+                10..=19 => DIRECT_READ_MIN_BYTES + (i * 7919) % (400 << 10),
+                _ => DIRECT_READ_MIN_BYTES - 1,
+            };
+            let (got, _) = bursts(data.clone(), marks(data.len()), room).await;
+            assert!(got == data, "bytes differ");
+            let p = paths();
+            assert!(p.direct > 0 && p.waits > 0 && p.small > 0, "every path taken: {p:?}");
         });
     }
 
