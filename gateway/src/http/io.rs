@@ -13,12 +13,17 @@
 //!   the space first cost about as much as the kernel's own copy; it is called
 //!   when the socket has nothing (with a small zeroed window), to register for
 //!   readability, and for every smaller read (requests), where its wait for the
-//!   reactor between reads keeps connections taking turns. Fewer, larger reads matter on a PUT: each `recv` that
-//!   frees receive window sends a window update, and on loopback the sender's
-//!   next transmission runs inside that call. 256 KiB reads instead of 64 KiB
-//!   (zeroed) took 12% less server CPU per GB in 64 MiB PUTs (`tessera-bench -w
-//!   put -s 64MiB -c 8`, interleaved A/B), at the same throughput when nothing
-//!   else changed.
+//!   reactor between reads keeps connections taking turns.
+//!
+//!   Fewer, larger reads matter on a PUT: each `recv` that frees receive window
+//!   sends a window update, and on loopback the sender's next transmission runs
+//!   inside that call. Server CPU per GB in 64 MiB PUTs at 8 connections
+//!   (`tessera-bench -w put -s 64MiB -c 8`, interleaved A/B against 64 KiB reads
+//!   zeroed first): 4% less at 128 KiB, 10% less at 256 KiB, throughput unchanged
+//!   either way. 256 KiB cost 4 KiB GETs running beside uploads their tail (c8 GETs
+//!   beside c4 64 MiB PUTs: p99 3.6-4.2 ms against 2.5-3.1, 5 rounds; letting the
+//!   reactor turn after every read that emptied the socket did not help); at 128
+//!   KiB it was 2.6 and 2.9 against 3.1 and 2.7. Hence 128 KiB.
 //! - **Writes** are vectored: hyper then queues response body chunks (`Bytes`)
 //!   behind the head and hands them to one `writev(2)` instead of copying them
 //!   into its flat buffer first. glommio's stream has no vectored write, so the
@@ -47,7 +52,7 @@ use glommio::net::TcpStream;
 
 /// Largest single read handed to the kernel (hyper's buffer offers up to ~400 KiB
 /// once reads fill it; a new connection's starts at 8 KiB).
-pub const READ_CHUNK_BYTES_MAX: usize = 256 * 1024;
+pub const READ_CHUNK_BYTES_MAX: usize = 128 * 1024;
 /// Room in hyper's buffer from which a read goes straight to `recv` (hyper grows its
 /// buffer once reads fill it: a body streaming in). Below it, glommio reads.
 const DIRECT_READ_MIN_BYTES: usize = 64 * 1024;
