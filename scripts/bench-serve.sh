@@ -231,9 +231,12 @@ put_server_start() {
     free_gib=$(($(df -Pk "$work" | awk 'NR == 2 {print $4}') >> 20))
     # Overwritten space comes back only at compaction (each checkpoint interval): the row
     # keeps all it writes, ~1.5 x the body (RS 4+2), at up to ~1.4 GB/s of body here.
-    local need_gib=$(((${put_duration%s} + ${warmup%s}) * 2 + 2))
-    ((free_gib >= need_gib)) ||
-        log "WARNING: $free_gib GiB free for a PUT row that may write ~$need_gib GiB; set PUT_DURATION lower"
+    # (Estimated only for durations in whole seconds, as the defaults are.)
+    if [[ ${put_duration%s} =~ ^[0-9]+$ && ${warmup%s} =~ ^[0-9]+$ ]]; then
+        local need_gib=$(((${put_duration%s} + ${warmup%s}) * 2 + 2))
+        ((free_gib >= need_gib)) ||
+            log "WARNING: $free_gib GiB free for a PUT row that may write ~$need_gib GiB; set PUT_DURATION lower"
+    fi
     start_server
     s3_put "$TESSERA_ENDPOINT/$bucket"
 }

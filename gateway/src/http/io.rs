@@ -152,14 +152,9 @@ impl hyper::rt::Read for HyperIo {
             // takes turns between connections: reading straight on whenever bytes are
             // there, 4 KiB GETs at 32 connections lost 15% of their requests/s and
             // their p99 went from 1.2 to 6 ms (interleaved A/B).
-            let dst = buf.initialize_unfilled_to(len);
-            let n = ready!(Pin::new(&mut self.stream).poll_read(cx, dst))?;
-            // SAFETY: the first `len >= n` bytes were initialised just above, and
-            // the read wrote `n` of them.
-            unsafe { buf.advance(n) };
             #[cfg(test)]
             tests::count(|c| c.small += 1);
-            return Poll::Ready(Ok(()));
+            return self.glommio_read(cx, buf, len);
         }
         let fd = self.stream.as_raw_fd();
         loop {
@@ -189,10 +184,24 @@ impl hyper::rt::Read for HyperIo {
         // whatever arrived since, into a small zeroed window).
         #[cfg(test)]
         tests::count(|c| c.waits += 1);
-        let dst = buf.initialize_unfilled_to(len.min(READ_WAIT_WINDOW_BYTES));
+        self.glommio_read(cx, buf, len.min(READ_WAIT_WINDOW_BYTES))
+    }
+}
+
+impl HyperIo {
+    /// glommio's read into the first `window` bytes of the cursor, zeroed first
+    /// (glommio wants an initialised slice). Waits for readability when there is
+    /// nothing to read.
+    fn glommio_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+        window: usize,
+    ) -> Poll<io::Result<()>> {
+        let dst = buf.initialize_unfilled_to(window);
         let n = ready!(Pin::new(&mut self.stream).poll_read(cx, dst))?;
-        // SAFETY: the window was initialised just above, and the read wrote `n`
-        // bytes of it.
+        // SAFETY: the first `window >= n` bytes were initialised just above, and
+        // the read wrote `n` of them.
         unsafe { buf.advance(n) };
         Poll::Ready(Ok(()))
     }
