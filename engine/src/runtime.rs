@@ -360,23 +360,31 @@ pub struct Runtime {
     report: StartupReport,
 }
 
-// The task quota is glommio's default (100 ms), though long CPU work (hashing,
-// encoding) would rather hand the reactor its turn every 0.5 ms as Seastar does:
-// glommio submits queued IO and reaps completions only when its run queue
-// empties or a task yields at the end of its quota. Measured: a 0.5 ms quota
-// (`LocalExecutorBuilder::preempt_timer`) made 64 MiB PUTs ~20% faster (the
-// drives' writes and syncs no longer waited to be submitted behind MD5 and
-// encoding), but glommio 0.9.0 then parks an executor that still has runnable
-// tasks when the timer fires before it ran any (fixed upstream, glommio/glommio
-// PR #53, not in a release): 2 of 20 servers hung at start. A timer task waking
-// the executor every 5 ms did not save it (1 of 30 still hung: the executor keeps
-// seeing itself preempted). So the default stays until a release carries the
-// fix. Instead the long loops hand the reactor its turn themselves
-// (`Io::yield_to_reactor`, a 10 µs timer: only the reactor completes it, so
-// the run queue empties and glommio turns the reactor). Every 128 KiB hashed
-// and every 1 MiB stripe encoded, it made 64 MiB PUTs ~30% faster with none of
-// the quota's risk (`tessera-bench -w put -s 64MiB`, 3 interleaved rounds: 4
-// connections 356 -> 462 MB/s, 8 connections 418 -> 555 MB/s).
+/// glommio's task quota (its preemption timer). glommio polls its reactor (submits
+/// queued IO, reaps completions, takes other cores' wake-ups) only when its run
+/// queue empties or a quota ends, and its default quota is 100 ms. A task that never
+/// waits holds its core for that long: a connection whose response chunks are always
+/// queued and whose socket always has room was served to the end of its 64 MiB
+/// response, often of the next one too, while the other connection on its core
+/// waited for the wake-up that would let it go on. 64 MiB GETs of one hot object
+/// (`tessera-bench -w get -s 64MiB -n 1`, interleaved rounds, 100 ms against 5 ms):
+/// p99 215-238 ms against 93-97 at 4 connections, 407-412 against 126-144 at 8,
+/// and 5.3-5.6 against 5.6-6.8 GB/s; 64 MiB PUTs at 8 connections unchanged
+/// (1187 against 1205 MB/s, 3 rounds), 4 KiB GETs at 32 unchanged. Shorter quanta
+/// cut the GET tail further (1-2 ms: p99 55-64 ms at 4 connections) but cost PUT
+/// 4-9% (more reactor polls between hashing runs).
+///
+/// Long CPU loops still hand the reactor its turn themselves, far more often
+/// (`Io::yield_to_reactor`, a 10 µs timer: only the reactor completes it, so the
+/// run queue empties and glommio turns the reactor): every 128 KiB hashed and every
+/// 1 MiB stripe encoded, it made 64 MiB PUTs ~30% faster (`tessera-bench -w put -s
+/// 64MiB`, 3 interleaved rounds: 4 connections 356 -> 462 MB/s, 8 connections 418
+/// -> 555 MB/s). A 0.5 ms quantum had made them ~20% faster then, but released
+/// glommio 0.9.0 parks an executor that is preempted before it runs any task even
+/// though tasks are runnable (2 of 20 servers hung at start); the copy in
+/// `third_party/glommio` carries the fix (upstream glommio/glommio PR #53), which any
+/// quantum shorter than the default needs.
+const TASK_QUOTA: std::time::Duration = std::time::Duration::from_millis(5);
 
 fn core_dir(drive: &Path, core: usize) -> PathBuf {
     drive.join(format!("core-{core}"))
@@ -442,6 +450,7 @@ impl Runtime {
             let cfg = cfg.clone();
             let ready = ready_tx.clone();
             let spawned = LocalExecutorBuilder::new(placement)
+                .preempt_timer(TASK_QUOTA)
                 .name(&format!("tessera-core-{core}"))
                 .io_memory(cfg.io_memory_bytes)
                 .spawn(move || async move { core_main(core, cfg, rx, ready, core_handle, stop_rx).await });
