@@ -1324,15 +1324,10 @@ impl LocalExecutor {
         let mut ran = false;
         loop {
             self.reactor.sys.install_eventfd();
-            if self.need_preempt() {
-                // Tessera: preempted with task queues still runnable (possibly before
-                // running any: a completion in the latency ring, such as the previous
-                // preemption timer's cancellation, arrived right after `poll_io`),
-                // report work done so that `run` polls the reactor, which clears the
-                // preemption, and comes back to them. Returning `false` here made `run`
-                // park the thread with runnable tasks until some unrelated event woke
-                // it (Tessera's third_party/README.md).
-                return ran || !self.queues.borrow().active_executors.is_empty();
+            // Tessera: a call runs at least one task queue, however early the
+            // preemption came (see `run_one_task_queue`).
+            if ran && self.need_preempt() {
+                break;
             }
             if !self.run_one_task_queue() {
                 return false;
@@ -1340,6 +1335,7 @@ impl LocalExecutor {
                 ran = true;
             }
         }
+        ran
     }
 
     fn run_one_task_queue(&self) -> bool {
@@ -1379,7 +1375,13 @@ impl LocalExecutor {
             let mut tasks_executed_this_loop = 0;
             loop {
                 let mut queue_ref = queue.borrow_mut();
-                if self.need_preempt() || queue_ref.yielded() {
+                // Tessera (third_party/README.md): at least one task runs before a
+                // preemption is honoured. Checked before the first task, a preemption
+                // that arrived right after `poll_io` (a completion in the latency ring,
+                // such as the previous preemption timer's cancellation) ended the
+                // visit with nothing run, and `run` then parked the thread although
+                // tasks were runnable, until some unrelated event woke it.
+                if tasks_executed_this_loop > 0 && (self.need_preempt() || queue_ref.yielded()) {
                     break;
                 }
 
