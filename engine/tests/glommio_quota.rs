@@ -13,10 +13,8 @@ fn executor_preempted_before_it_runs_a_task_still_runs_it() {
     std::thread::spawn(move || {
         // A quota so short that the preemption timer has always fired by the time
         // the task queues are looked at.
-        let ex = glommio::LocalExecutorBuilder::default()
-            .preempt_timer(Duration::from_nanos(1))
-            .make()
-            .expect("executor");
+        let ex =
+            glommio::LocalExecutorBuilder::default().preempt_timer(Duration::from_nanos(1)).make().expect("executor");
         for _ in 0..1_000 {
             ex.run(async {});
         }
