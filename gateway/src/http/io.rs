@@ -450,6 +450,18 @@ mod tests {
     }
 
     #[test]
+    fn a_read_into_a_small_buffer_takes_only_what_fits() {
+        let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().expect("executor");
+        ex.run(async {
+            let data = b"0123456789abcdef".to_vec();
+            let (got, largest) = bursts(data.clone(), vec![0, data.len()], |_| 5).await;
+            assert_eq!(got, data);
+            // 16 bytes, five at a time: at least 4 reads.
+            assert!(largest <= 5, "a read took {largest} bytes into 5 of room");
+        });
+    }
+
+    #[test]
     fn sleep_fires_at_deadline_and_not_before() {
         let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().expect("executor");
         ex.run(async {
