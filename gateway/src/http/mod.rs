@@ -3,9 +3,9 @@
 //!
 //! Shape and trade-offs:
 //!
-//! - **One listener per core.** Every core binds the same address; glommio's
-//!   `TcpListener::bind` sets `SO_REUSEPORT` before `bind(2)` (checked in
-//!   glommio 0.9's source and by a test here), so the kernel hands each
+//! - **One listener per core.** Every core binds the same address with
+//!   `SO_REUSEPORT` set before `bind(2)` ([`bind`], checked by a test here), so
+//!   the kernel hands each
 //!   incoming connection to a core by 4-tuple hash. That core keeps it when no
 //!   serving core has fewer open, else passes the socket to the one with the
 //!   fewest ([`balance()`]), before reading a byte; the connection then lives and
@@ -49,6 +49,7 @@ use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd as _, IntoRawFd as _, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
@@ -161,10 +162,57 @@ pub enum HttpError {
     Config { field: &'static str, reason: &'static str },
 }
 
-/// Binds this core's listener on `addr` with `SO_REUSEPORT` (glommio sets it),
-/// so every core can bind the same address. Must run on the core's executor.
-pub fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
-    TcpListener::bind(addr).map_err(|e| HttpError::Bind { addr, source: e.into() })
+/// Backlog of each core's listening socket (glommio's `TcpListener::bind` uses
+/// the same; the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// This core's listening socket: glommio's listener, plus its descriptor so that
+/// [`serve`] can take it out of the port's `SO_REUSEPORT` group the moment it
+/// stops accepting (see [`Listener::stop_listening`]).
+pub struct Listener {
+    inner: TcpListener,
+    fd: RawFd,
+}
+
+impl Listener {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr().map_err(Into::into)
+    }
+
+    /// Stops listening now. Dropping the listener is not enough: closing the
+    /// descriptor leaves the socket alive while an io_uring accept still holds
+    /// it (the cancellation is asynchronous, and when the executor is exiting it
+    /// runs in the kernel's ring teardown), and a listening socket still in the
+    /// group is given new connections, which are reset when it finally goes
+    /// (a test here saw it: 2 runs in 200 of `a_stopped_core_is_not_handed_connections`).
+    /// `shutdown(2)` on a listening socket closes it at once: it leaves the
+    /// group, the kernel routes new connections to the other cores' listeners,
+    /// and a pending accept completes with an error.
+    fn stop_listening(self) {
+        // SAFETY: `fd` is the open descriptor `inner` owns; shutdown(2) changes
+        // the socket's state, not the descriptor, which `inner` closes on drop.
+        let rc = unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        if rc != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "shutdown of the listening socket failed");
+        }
+        drop(self.inner);
+    }
+}
+
+/// Binds this core's listener on `addr` with `SO_REUSEPORT`, so every core can
+/// bind the same address. Must run on the core's executor.
+pub fn bind(addr: SocketAddr) -> Result<Listener, HttpError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind_err = |source| HttpError::Bind { addr, source };
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(bind_err)?;
+    sock.set_reuse_port(true).map_err(bind_err)?;
+    sock.bind(&addr.into()).map_err(bind_err)?;
+    sock.listen(LISTEN_BACKLOG).map_err(bind_err)?;
+    let fd = sock.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket nothing else owns; the
+    // glommio listener takes it over and closes it on drop.
+    let inner = unsafe { TcpListener::from_raw_fd(fd) };
+    Ok(Listener { inner, fd })
 }
 
 /// What a handler learns about the connection a request arrived on.
@@ -199,7 +247,7 @@ pub struct ServeReport {
 /// serving core has the fewest open, and connections other cores hand here are
 /// served here.
 pub async fn serve<H, S>(
-    listener: TcpListener,
+    listener: Listener,
     handler: Rc<H>,
     cfg: HttpConfig,
     balance: Option<CoreBalance>,
@@ -236,7 +284,7 @@ where
             // The permit semaphore is never closed; treat it as a stop anyway.
             Either::Left(Err(_)) | Either::Right(()) => break,
         };
-        let stream = match race(listener.accept(), shutdown.as_mut()).await {
+        let stream = match race(listener.inner.accept(), shutdown.as_mut()).await {
             Either::Left(Ok(stream)) => stream,
             Either::Left(Err(e)) => {
                 report.accept_errors += 1;
@@ -270,9 +318,8 @@ where
         })
         .detach();
     }
-    // Closing our socket lets the kernel route new connections to the other
-    // cores' listeners.
-    drop(listener);
+    // The kernel routes new connections to the other cores' listeners from here.
+    listener.stop_listening();
     shared.graceful.fire();
     let grace = glommio::timer::sleep(cfg.shutdown_grace);
     if let Either::Right(()) = race(conn_permits.acquire(permits_total), grace).await {
