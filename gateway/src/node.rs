@@ -499,7 +499,7 @@ async fn start_consumers(
 
 /// Binds this core's listener and serves connections until the runtime stops.
 pub fn start_listener(cx: Rc<CoreCx>, addr: SocketAddr, shared: Arc<NodeShared>) -> std::io::Result<()> {
-    let listener = glommio::net::TcpListener::bind(addr).map_err(std::io::Error::from)?;
+    let listener = crate::http::Listener::bind(addr)?;
     let guard = cx.service();
     glommio::spawn_local(async move {
         let _guard = guard;
@@ -538,6 +538,8 @@ pub fn start_listener(cx: Rc<CoreCx>, addr: SocketAddr, shared: Arc<NodeShared>)
             })
             .detach();
         }
+        // Peers connecting from here on are refused, not taken and reset.
+        listener.stop_listening();
     })
     .detach();
     Ok(())

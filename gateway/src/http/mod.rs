@@ -175,8 +175,28 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// Binds a listener on `addr` with `SO_REUSEPORT`, so every core can bind the
+    /// same address. Must run on the core's executor.
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_reuse_port(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(LISTEN_BACKLOG)?;
+        let fd = sock.into_raw_fd();
+        // SAFETY: `fd` is a bound, listening TCP socket nothing else owns; the
+        // glommio listener takes it over and closes it on drop.
+        let inner = unsafe { TcpListener::from_raw_fd(fd) };
+        Ok(Self { inner, fd })
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.inner.local_addr().map_err(Into::into)
+    }
+
+    /// The next connection, on this core.
+    pub async fn accept(&self) -> std::io::Result<TcpStream> {
+        self.inner.accept().await.map_err(Into::into)
     }
 
     /// Stops listening now. Dropping the listener is not enough: closing the
@@ -184,11 +204,12 @@ impl Listener {
     /// it (the cancellation is asynchronous, and when the executor is exiting it
     /// runs in the kernel's ring teardown), and a listening socket still in the
     /// group is given new connections, which are reset when it finally goes
-    /// (a test here saw it: 2 runs in 200 of `a_stopped_core_is_not_handed_connections`).
+    /// (`a_stopped_listener_refuses_connections_at_once`: without the shutdown, a
+    /// connection made right after `serve` returned was accepted in 20 runs of 20).
     /// `shutdown(2)` on a listening socket closes it at once: it leaves the
     /// group, the kernel routes new connections to the other cores' listeners,
     /// and a pending accept completes with an error.
-    fn stop_listening(self) {
+    pub fn stop_listening(self) {
         // SAFETY: `fd` is the open descriptor `inner` owns; shutdown(2) changes
         // the socket's state, not the descriptor, which `inner` closes on drop.
         let rc = unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
@@ -199,20 +220,9 @@ impl Listener {
     }
 }
 
-/// Binds this core's listener on `addr` with `SO_REUSEPORT`, so every core can
-/// bind the same address. Must run on the core's executor.
+/// Binds this core's listener on `addr` (see [`Listener::bind`]).
 pub fn bind(addr: SocketAddr) -> Result<Listener, HttpError> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let bind_err = |source| HttpError::Bind { addr, source };
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(bind_err)?;
-    sock.set_reuse_port(true).map_err(bind_err)?;
-    sock.bind(&addr.into()).map_err(bind_err)?;
-    sock.listen(LISTEN_BACKLOG).map_err(bind_err)?;
-    let fd = sock.into_raw_fd();
-    // SAFETY: `fd` is a bound, listening TCP socket nothing else owns; the
-    // glommio listener takes it over and closes it on drop.
-    let inner = unsafe { TcpListener::from_raw_fd(fd) };
-    Ok(Listener { inner, fd })
+    Listener::bind(addr).map_err(|source| HttpError::Bind { addr, source })
 }
 
 /// What a handler learns about the connection a request arrived on.
@@ -284,7 +294,7 @@ where
             // The permit semaphore is never closed; treat it as a stop anyway.
             Either::Left(Err(_)) | Either::Right(()) => break,
         };
-        let stream = match race(listener.inner.accept(), shutdown.as_mut()).await {
+        let stream = match race(listener.accept(), shutdown.as_mut()).await {
             Either::Left(Ok(stream)) => stream,
             Either::Left(Err(e)) => {
                 report.accept_errors += 1;
@@ -1304,6 +1314,23 @@ mod tests {
         drop(conns);
         let report = servers.remove(0).stop();
         assert_eq!((report.connections_accepted, report.connections_handed_off), (6, 0), "{report:?}");
+    }
+
+    #[test]
+    fn a_stopped_listener_refuses_connections_at_once() {
+        // When `serve` returns, its listening socket is closed: a connection made right
+        // after is refused, not taken by a socket that lingers while io_uring tears
+        // down the accept it had pending (and then reset). Another loopback address
+        // than the other tests use, so that no other test's server takes the port.
+        let addr: SocketAddr = "127.77.0.1:0".parse().expect("addr");
+        for _ in 0..50 {
+            let server = TestServer::start_on(addr, short_cfg());
+            let bound = server.addr;
+            server.stop();
+            let err =
+                StdStream::connect_timeout(&bound, Duration::from_secs(5)).map(drop).expect_err("nothing listens");
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+        }
     }
 
     #[test]
