@@ -322,8 +322,9 @@ for r in $(seq "$rounds"); do
     nginx_run "r$r-get64m-nginx" big "${big_args[@]}"
     n=$result
     row "$r" "GET 64MiB c$big_conc MB/s (nginx)" "$(field "$t" mb_per_s)" "$(field "$n" mb_per_s)"
-    # p50 beside p99: tessera's 64 MiB latencies are bimodal (a connection that keeps up
-    # is served back to back while the other on its core waits; README, Performance).
+    # p50 beside p99: with glommio's default 100 ms task quota tessera's 64 MiB latencies
+    # were bimodal (a connection that kept up was served back to back while the other on
+    # its core waited); the p50/p99 pair shows whether that tail is back (README, Performance).
     row "$r" "GET 64MiB c$big_conc p50 ms (nginx)" "$(field "$t" p50_ms)" "$(field "$n" p50_ms)"
     row "$r" "GET 64MiB c$big_conc p99 ms (nginx)" "$(field "$t" p99_ms)" "$(field "$n" p99_ms)"
 

@@ -5,11 +5,10 @@
 //!
 //! - **One listener per core.** Every core binds the same address with
 //!   `SO_REUSEPORT` set before `bind(2)` ([`bind`], checked by a test here), so
-//!   the kernel hands each
-//!   incoming connection to a core by 4-tuple hash. That core keeps it when no
-//!   serving core has fewer open, else passes the socket to the one with the
-//!   fewest ([`balance()`]), before reading a byte; the connection then lives and
-//!   dies there. No shared accept queue. The price: a core that stops
+//!   the kernel hands each incoming connection to a core by 4-tuple hash. That
+//!   core keeps it when no serving core has fewer open, else passes the socket to
+//!   the one with the fewest ([`balance()`]), before reading a byte; the
+//!   connection then lives and dies there. No shared accept queue. The price: a core that stops
 //!   listening drops the connections still queued in its own backlog (they are
 //!   reset, the client retries), and load is balanced per connection, not per
 //!   request.
