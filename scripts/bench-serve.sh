@@ -8,7 +8,9 @@
 #     right after the PUTs, averaged: the disk's speed swings): 64 MiB PUTs (each row on an empty
 #     server of its own),
 #     with the target ratio tessera_put / (fio_write * k/(k+m)), k=4 m=2 (the drives share
-#     one disk, so every byte PUT costs (k+m)/k bytes written);
+#     one disk, so every byte PUT costs (k+m)/k bytes written); and, for context, not as a
+#     target, fio writing the disk the way a PUT does (a log per drive per core, each
+#     fdatasynced as a store's group commit does);
 #   * itself healthy against itself with one drive directory missing (64 MiB GETs), both with
 #     the read cache off so the drives are read and the degraded side decodes; the healthy
 #     side is also set against nginx (tessera's cold path against nginx's page cache).
@@ -24,7 +26,7 @@
 #   a PUT row writes ~2 GB of segments per second at ~1.2 GB/s, none reclaimed before it ends),
 #   OUT (/tmp/tessera-bench-serve), BIG_CONCURRENCY (4), RANGE_CONCURRENCY (8),
 #   SMALL_CONCURRENCY (32), PUT_CONCURRENCY ("8 4": a PUT row for each), PUT_OBJECTS (32: keys spread over the cores),
-#   RANGE_OBJECT_MIB (1024), FIO_SIZE (1G), TESSERA_LOG (warn: no access log, like nginx),
+#   RANGE_OBJECT_MIB (1024), FIO_SIZE (1G), FIO_LOG_SIZE (128M), TESSERA_LOG (warn: no access log, like nginx),
 #   CARGO_TARGET_DIR (~/.cache/tessera-target), TMPDIR (/tmp: the data directory, nginx's
 #   files and fio's file live in a temporary directory there, removed at exit).
 # Needs nginx (installed with apt when missing), fio (scripts/install-deps.sh), curl >= 7.75
@@ -48,6 +50,8 @@ put_conc="${PUT_CONCURRENCY:-8 4}"
 put_objects="${PUT_OBJECTS:-32}"
 range_mib="${RANGE_OBJECT_MIB:-1024}"
 fio_size="${FIO_SIZE:-1G}"
+# Per log of the fio run shaped like a PUT's writes (see fio_logs_run).
+fio_log_size="${FIO_LOG_SIZE:-128M}"
 ec_k=4
 ec_m=2
 bucket=bench
@@ -211,13 +215,34 @@ bench() {
     fi
 }
 
+# fio_write_mb JSON: the write bandwidth (MB/s, all jobs) in fio's JSON output.
+fio_write_mb() {
+    python3 -c 'import json, sys; print("%.2f" % (json.load(open(sys.argv[1]))["jobs"][0]["write"]["bw_bytes"] / 1e6))' "$1"
+}
+
 # fio_run LABEL: fio's O_DIRECT write bandwidth on the data directory's disk, in $fio_mb (MB/s).
 fio_mb=""
 fio_run() {
     fio --name=w --rw=write --direct=1 --ioengine=io_uring --bs=1M --iodepth=4 --size="$fio_size" \
         --filename="$work/fio.dat" --output-format=json >"$out/$1.json"
     rm -f "$work/fio.dat"
-    fio_mb="$(python3 -c 'import json, sys; print("%.2f" % (json.load(open(sys.argv[1]))["jobs"][0]["write"]["bw_bytes"] / 1e6))' "$out/$1.json")"
+    fio_mb="$(fio_write_mb "$out/$1.json")"
+}
+
+# fio_logs_run LABEL: the same disk written as a PUT writes it, in $fio_mb (MB/s, all logs):
+# one file per store, i.e. per drive (6) per core (the server's default: one per CPU), each
+# written in 1 MiB records 3 deep and fdatasynced every 8 (a store's group commit; a PUT
+# at 8 connections measured ~1 sync per 5 writes). The disk served this at 0.81-1.06 of the
+# one file above (2026-12-05, 5 interleaved pairs), so Tessera's PUT set against it separates
+# what its write pattern costs on this disk from what is left to Tessera.
+fio_logs_run() {
+    local logs=$((6 * $(nproc)))
+    mkdir -p "$work/fio-logs"
+    fio --name=w --rw=write --direct=1 --ioengine=io_uring --bs=1M --iodepth=3 --fdatasync=8 \
+        --numjobs="$logs" --group_reporting --size="$fio_log_size" --directory="$work/fio-logs" \
+        --output-format=json >"$out/$1.json"
+    rm -rf "$work/fio-logs"
+    fio_mb="$(fio_write_mb "$out/$1.json")"
 }
 
 # Each PUT row runs on a server of its own, on an empty data directory removed after it:
@@ -364,13 +389,18 @@ for r in $(seq "$rounds"); do
     done
     fio_run "r$r-fio-after"
     after=$fio_mb
+    fio_logs_run "r$r-fio-logs"
+    logs_mb=$fio_mb
     fio_mb="$(awk -v a="$before" -v b="$after" 'BEGIN {printf "%.2f", (a + b) / 2}')"
-    echo "       (fio O_DIRECT write, bs 1M, iodepth 4, $fio_size: $before MB/s before the PUTs, $after after, mean $fio_mb)"
+    echo "       (fio O_DIRECT write, bs 1M, iodepth 4, $fio_size: $before MB/s before the PUTs, $after after, mean $fio_mb;"
+    echo "        shaped like a PUT's writes, $((6 * $(nproc))) logs, fdatasync every 8: $logs_mb MB/s)"
     i=0
     for c in $put_conc; do
         flagged=${put_flags[$i]}
         row "$r" "PUT 64MiB c$c MB/s (fio x $ec_k/($ec_k+$ec_m))" "$(field "${puts[$i]}" mb_per_s)" \
             "$(awk -v f="$fio_mb" -v k="$ec_k" -v m="$ec_m" 'BEGIN {printf "%.2f", f * k / (k + m)}')"
+        row "$r" "PUT 64MiB c$c MB/s (fio as logs x $ec_k/($ec_k+$ec_m))" "$(field "${puts[$i]}" mb_per_s)" \
+            "$(awk -v f="$logs_mb" -v k="$ec_k" -v m="$ec_m" 'BEGIN {printf "%.2f", f * k / (k + m)}')"
         i=$((i + 1))
     done
 done
@@ -402,7 +432,8 @@ done
 {
     echo
     echo "means over $rounds round(s); ratio = tessera / reference (for PUT: the target ratio"
-    echo "tessera_put / (fio_write x k/(k+m)), k=$ec_k m=$ec_m; for degraded: degraded / healthy);"
+    echo "tessera_put / (fio_write x k/(k+m)), k=$ec_k m=$ec_m, against fio's one file; the 'fio as logs'"
+    echo "rows set it against fio writing as a PUT does, for context; for degraded: degraded / healthy);"
     echo "'!' marks a figure from a run with failed requests"
     header
     awk -F'\t' -v fmt="$row_format" '

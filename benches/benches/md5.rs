@@ -24,7 +24,7 @@ const TURNS: usize = 16;
 fn bench_md5(c: &mut Criterion) {
     let mut group = c.benchmark_group("md5_streams");
     let mut rng = SmallRng::seed_from_u64(0x3d5);
-    for streams in [1usize, 2, 4, 8, 16] {
+    for streams in [1usize, 2, 3, 4, 6, 8, 16] {
         let chunks: Vec<Bytes> = (0..streams)
             .map(|_| {
                 let mut b = vec![0u8; TURN_BYTES];
