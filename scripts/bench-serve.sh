@@ -50,7 +50,9 @@ put_conc="${PUT_CONCURRENCY:-8 4}"
 put_objects="${PUT_OBJECTS:-32}"
 range_mib="${RANGE_OBJECT_MIB:-1024}"
 fio_size="${FIO_SIZE:-1G}"
-# Per log of the fio run shaped like a PUT's writes (see fio_logs_run).
+# The fio run shaped like a PUT's writes (see fio_logs_run): one log per store, i.e. per
+# drive (the server's default 6) per core (its default: one per CPU), FIO_LOG_SIZE each.
+fio_logs=$((6 * $(nproc)))
 fio_log_size="${FIO_LOG_SIZE:-128M}"
 ec_k=4
 ec_m=2
@@ -215,6 +217,12 @@ bench() {
     fi
 }
 
+# data_share MB: the body bandwidth MB/s of disk writes carry at RS k+m (every byte PUT is
+# written (k+m)/k times, the drives sharing one disk).
+data_share() {
+    awk -v f="$1" -v k="$ec_k" -v m="$ec_m" 'BEGIN {printf "%.2f", f * k / (k + m)}'
+}
+
 # fio_write_mb JSON: the write bandwidth (MB/s, all jobs) in fio's JSON output.
 fio_write_mb() {
     python3 -c 'import json, sys; print("%.2f" % (json.load(open(sys.argv[1]))["jobs"][0]["write"]["bw_bytes"] / 1e6))' "$1"
@@ -230,16 +238,14 @@ fio_run() {
 }
 
 # fio_logs_run LABEL: the same disk written as a PUT writes it, in $fio_mb (MB/s, all logs):
-# one file per store, i.e. per drive (6) per core (the server's default: one per CPU), each
-# written in 1 MiB records 3 deep and fdatasynced every 8 (a store's group commit; a PUT
-# at 8 connections measured ~1 sync per 5 writes). The disk served this at 0.81-1.06 of the
-# one file above (2026-12-05, 5 interleaved pairs), so Tessera's PUT set against it separates
-# what its write pattern costs on this disk from what is left to Tessera.
+# $fio_logs files, each written in 1 MiB records 3 deep and fdatasynced every 8 (a store's
+# group commit; a PUT at 8 connections measured ~1 sync per 5 writes). The disk served this
+# at 0.81-1.06 of the one file above (2026-12-05, 5 interleaved pairs), so Tessera's PUT set
+# against it separates what its write pattern costs on this disk from what is left to Tessera.
 fio_logs_run() {
-    local logs=$((6 * $(nproc)))
     mkdir -p "$work/fio-logs"
     fio --name=w --rw=write --direct=1 --ioengine=io_uring --bs=1M --iodepth=3 --fdatasync=8 \
-        --numjobs="$logs" --group_reporting --size="$fio_log_size" --directory="$work/fio-logs" \
+        --numjobs="$fio_logs" --group_reporting --size="$fio_log_size" --directory="$work/fio-logs" \
         --output-format=json >"$out/$1.json"
     rm -rf "$work/fio-logs"
     fio_mb="$(fio_write_mb "$out/$1.json")"
@@ -393,14 +399,13 @@ for r in $(seq "$rounds"); do
     logs_mb=$fio_mb
     fio_mb="$(awk -v a="$before" -v b="$after" 'BEGIN {printf "%.2f", (a + b) / 2}')"
     echo "       (fio O_DIRECT write, bs 1M, iodepth 4, $fio_size: $before MB/s before the PUTs, $after after, mean $fio_mb;"
-    echo "        shaped like a PUT's writes, $((6 * $(nproc))) logs, fdatasync every 8: $logs_mb MB/s)"
+    echo "        shaped like a PUT's writes, $fio_logs logs, fdatasync every 8: $logs_mb MB/s)"
     i=0
     for c in $put_conc; do
         flagged=${put_flags[$i]}
-        row "$r" "PUT 64MiB c$c MB/s (fio x $ec_k/($ec_k+$ec_m))" "$(field "${puts[$i]}" mb_per_s)" \
-            "$(awk -v f="$fio_mb" -v k="$ec_k" -v m="$ec_m" 'BEGIN {printf "%.2f", f * k / (k + m)}')"
+        row "$r" "PUT 64MiB c$c MB/s (fio x $ec_k/($ec_k+$ec_m))" "$(field "${puts[$i]}" mb_per_s)" "$(data_share "$fio_mb")"
         row "$r" "PUT 64MiB c$c MB/s (fio as logs x $ec_k/($ec_k+$ec_m))" "$(field "${puts[$i]}" mb_per_s)" \
-            "$(awk -v f="$logs_mb" -v k="$ec_k" -v m="$ec_m" 'BEGIN {printf "%.2f", f * k / (k + m)}')"
+            "$(data_share "$logs_mb")"
         i=$((i + 1))
     done
 done

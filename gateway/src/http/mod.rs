@@ -8,10 +8,10 @@
 //!   the kernel hands each incoming connection to a core by 4-tuple hash. That
 //!   core keeps it when no serving core has fewer open, else passes the socket to
 //!   the one with the fewest ([`balance()`]), before reading a byte; the
-//!   connection then lives and dies there. No shared accept queue. The price: a core that stops
-//!   listening drops the connections still queued in its own backlog (they are
-//!   reset, the client retries), and load is balanced per connection, not per
-//!   request.
+//!   connection then lives and dies there. No shared accept queue. The price: a
+//!   core that stops listening drops the connections still queued in its own
+//!   backlog (they are reset, the client retries), and load is balanced per
+//!   connection, not per request.
 //! - **hyper does HTTP/1.1** (keep-alive, chunked bodies, `Expect:
 //!   100-continue`: hyper answers `100 Continue` the first time the handler
 //!   polls the request body, so a handler that rejects a request from its
