@@ -3,7 +3,8 @@
 # one client for both sides:
 #   * nginx (sendfile, tcp_nopush, no access log, 2 workers) serving the same object bytes as
 #     files: 64 MiB GETs of one hot object, 1 MiB ranged GETs at random offsets in a 1 GiB
-#     object (throughput, p99, time to first byte), 4 KiB GETs (requests/s);
+#     object (throughput, p99, time to first byte; and tessera's time to first byte by the
+#     quarter of the object a range starts in, slowest against fastest), 4 KiB GETs (requests/s);
 #   * fio's O_DIRECT write bandwidth on the filesystem of the data directory (right before and
 #     right after the PUTs, averaged: the disk's speed swings): 64 MiB PUTs (each row on an empty
 #     server of its own),
@@ -13,7 +14,8 @@
 #     fdatasynced as a store's group commit does);
 #   * itself healthy against itself with one drive directory missing (64 MiB GETs), both with
 #     the read cache off so the drives are read and the degraded side decodes; the healthy
-#     side is also set against nginx (tessera's cold path against nginx's page cache).
+#     side is also set against nginx (tessera's cold path against nginx's page cache), and
+#     reads 1 MiB ranges from the drives (time to first byte by quarter again).
 # Everything else runs with the server's defaults, read cache included; every object is read
 # once from both servers before measuring (nginx's page cache, tessera's read cache).
 # Pairs are interleaved (A B A B ...) for ROUNDS rounds so machine noise hits both alike.
@@ -296,7 +298,7 @@ nginx_run() {
 rows="$work/rows.tsv"
 : >"$rows"
 flagged=0
-row_format='%-6s %-44s %12s %12s %8s\n'
+row_format='%-6s %-52s %12s %12s %8s\n'
 row() {
     local flag=""
     ((flagged == 0)) || flag="!"
@@ -304,6 +306,14 @@ row() {
     # shellcheck disable=SC2059 # the format is ours
     printf "$row_format" "$1" "$2$flag" "$3" "$4" "$(awk -v a="$3" -v b="$4" 'BEGIN {printf (b > 0 ? "%.3f" : "-"), a / b}')"
 }
+
+# offset_rows ROUND NAME RESULT: time to first byte independent of the offset: tessera's ranges
+# grouped by the quarter of the object they start in, the slowest quarter against the fastest.
+offset_rows() {
+    row "$1" "$2 p50 ms, slowest 1/4 (fastest)" "$(field "$3" ttfb_band_p50_max_ms)" "$(field "$3" ttfb_band_p50_min_ms)"
+    row "$1" "$2 p99 ms, slowest 1/4 (fastest)" "$(field "$3" ttfb_band_p99_max_ms)" "$(field "$3" ttfb_band_p99_min_ms)"
+}
+range_nginx=()
 
 # --- objects ---------------------------------------------------------------------------------
 mkdir -p "$www"
@@ -368,6 +378,10 @@ for r in $(seq "$rounds"); do
     row "$r" "range 1MiB c$range_conc p99 ms (nginx)" "$(field "$t" p99_ms)" "$(field "$n" p99_ms)"
     row "$r" "range 1MiB c$range_conc ttfb p50 ms (nginx)" "$(field "$t" ttfb_p50_ms)" "$(field "$n" ttfb_p50_ms)"
     row "$r" "range 1MiB c$range_conc ttfb p99 ms (nginx)" "$(field "$t" ttfb_p99_ms)" "$(field "$n" ttfb_p99_ms)"
+    # Time to first byte independent of the offset: tessera's ranges grouped by the quarter
+    # of the object they start in, the slowest quarter against the fastest.
+    offset_rows "$r" "range ttfb" "$t"
+    range_nginx[r]=$n
 
     flagged=0
     tessera_run "r$r-get4k-tessera" --prefix small- "${small_args[@]}"
@@ -424,6 +438,12 @@ for r in $(seq "$rounds"); do
     nginx_run "r$r-get64m-nginx-again" big "${big_args[@]}"
     n=$result
     row "$r" "GET 64MiB c$big_conc, cache off, MB/s (nginx)" "$(field "$h" mb_per_s)" "$(field "$n" mb_per_s)"
+    # Ranges read from the drives: the offset must not matter there either (nginx's figure is
+    # this round's from its page cache, for context).
+    tessera_run "r$r-range1m-nocache" --prefix range- --object-size "${range_mib}MiB" "${range_args[@]}"
+    row "$r" "range 1MiB c$range_conc, cache off, MB/s (nginx)" "$(field "$result" mb_per_s)" \
+        "$(field "${range_nginx[r]}" mb_per_s)"
+    offset_rows "$r" "range ttfb cache off," "$result"
     tessera_stop
     mv "$data/d1" "$work/d1.removed"
     start_server --cache-mib 0
@@ -438,7 +458,8 @@ done
     echo
     echo "means over $rounds round(s); ratio = tessera / reference (for PUT: the target ratio"
     echo "tessera_put / (fio_write x k/(k+m)), k=$ec_k m=$ec_m, against fio's one file; the 'fio as logs'"
-    echo "rows set it against fio writing as a PUT does, for context; for degraded: degraded / healthy);"
+    echo "rows set it against fio writing as a PUT does, for context; for degraded: degraded / healthy;"
+    echo "for 'slowest 1/4': tessera's ranges by the quarter of the object they start in, slowest / fastest);"
     echo "'!' marks a figure from a run with failed requests"
     header
     awk -F'\t' -v fmt="$row_format" '

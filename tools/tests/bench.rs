@@ -189,6 +189,20 @@ fn every_workload_against_a_real_server() {
         assert_eq!(report["errors"], 0, "{context}");
         assert!(report["timeline"].as_array().is_some_and(|t| t.len() == 2), "{context}: {}", report["timeline"]);
         assert!(report["per_op"][0]["latency"]["p99_ms"].as_f64().is_some(), "{context}");
+        if workload == "range" {
+            // Time to first byte by where the range starts: 4 bands, every ranged GET in
+            // one of them, and ranges drawn from the whole object reach every band.
+            let bands = report["per_op"][0]["ttfb_by_offset"].as_array().expect("bands");
+            let counts: Vec<u64> = bands.iter().map(|b| b["ttfb"]["count"].as_u64().unwrap_or(0)).collect();
+            assert_eq!(counts.len(), 4, "{context}: {bands:?}");
+            assert!(counts.iter().all(|&n| n > 0), "{context}: {counts:?}");
+            assert_eq!(counts.iter().sum::<u64>(), report["per_op"][0]["ops"].as_u64().unwrap(), "{context}");
+            assert!(field(&fields, "ttfb_band_p50_max_ms") >= field(&fields, "ttfb_band_p50_min_ms"), "{context}");
+            assert!(field(&fields, "ttfb_band_p50_min_ms") > 0.0, "{context}");
+            assert!(String::from_utf8_lossy(&out.stdout).contains("by where the range starts"), "{context}");
+        } else if !workload.contains("range") {
+            assert_eq!(field(&fields, "ttfb_band_p50_max_ms"), 0.0, "{context}");
+        }
         let page = std::fs::read_to_string(&html).unwrap();
         assert!(page.starts_with("<!doctype html>") && page.matches("<svg").count() >= 4, "{context}");
         assert!(!page.contains("<script"), "self-contained, no script");

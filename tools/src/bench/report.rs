@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::args::{human_size, Config, Op};
 use super::run::Outcome;
-use super::stats::TimePoint;
+use super::stats::{TimePoint, OFFSET_BANDS};
 
 /// Points of the percentile curves: 0 to 5 nines in steps of a tenth of a nine.
 pub const CURVE_NINES_MAX: f64 = 5.0;
@@ -63,6 +63,24 @@ fn curve(h: &Histogram<u64>) -> Vec<[f64; 2]> {
     out
 }
 
+/// Ranged GETs' time to first byte for the ranges whose first byte lies in one band
+/// of the object, `[from, to)` as shares of its size.
+#[derive(Clone, Debug, Serialize)]
+pub struct OffsetBand {
+    pub from: f64,
+    pub to: f64,
+    pub ttfb: Option<Percentiles>,
+}
+
+/// The fastest and slowest bands' time to first byte (ms), over the bands with ranges.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OffsetSpread {
+    pub p50_min: f64,
+    pub p50_max: f64,
+    pub p99_min: f64,
+    pub p99_max: f64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct OpReport {
     pub op: &'static str,
@@ -78,6 +96,8 @@ pub struct OpReport {
     pub latency_curve: Vec<[f64; 2]>,
     /// Time-to-first-byte percentile curve (GETs).
     pub ttfb_curve: Vec<[f64; 2]>,
+    /// Ranged GETs: time to first byte by where in the object the range starts.
+    pub ttfb_by_offset: Vec<OffsetBand>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -118,6 +138,15 @@ pub struct Report {
     pub prepare: Option<PrepareReport>,
 }
 
+fn offset_bands(bands: &[Histogram<u64>; OFFSET_BANDS]) -> Vec<OffsetBand> {
+    let share = |i: usize| i as f64 / OFFSET_BANDS as f64;
+    bands
+        .iter()
+        .enumerate()
+        .map(|(i, h)| OffsetBand { from: share(i), to: share(i + 1), ttfb: Percentiles::of(h) })
+        .collect()
+}
+
 impl Report {
     pub fn build(
         cfg: &Config,
@@ -148,6 +177,11 @@ impl Report {
                     ttfb: Percentiles::of(&s.ttfb_us),
                     latency_curve: curve(&s.latency_us),
                     ttfb_curve: curve(&s.ttfb_us),
+                    ttfb_by_offset: if op == Op::Range {
+                        offset_bands(&out.stats.range_ttfb_by_band)
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect();
@@ -180,14 +214,31 @@ impl Report {
         }
     }
 
+    /// The ranged GETs' fastest and slowest offset bands, when ranges were measured.
+    pub fn offset_spread(&self) -> Option<OffsetSpread> {
+        let bands: Vec<&Percentiles> =
+            self.per_op.iter().flat_map(|o| &o.ttfb_by_offset).filter_map(|b| b.ttfb.as_ref()).collect();
+        let min = |f: fn(&Percentiles) -> f64| bands.iter().map(|p| f(p)).fold(f64::INFINITY, f64::min);
+        let max = |f: fn(&Percentiles) -> f64| bands.iter().map(|p| f(p)).fold(0.0, f64::max);
+        (!bands.is_empty()).then(|| OffsetSpread {
+            p50_min: min(|p| p.p50_ms),
+            p50_max: max(|p| p.p50_ms),
+            p99_min: min(|p| p.p99_ms),
+            p99_max: max(|p| p.p99_ms),
+        })
+    }
+
     /// `RESULT label=... ops_per_s=... ...`: one line, space-separated key=value,
-    /// numbers only (absent latencies are 0).
+    /// numbers only (absent latencies are 0). `ttfb_band_*`: the ranged GETs' fastest
+    /// and slowest offset bands ([`Report::offset_spread`]).
     pub fn result_line(&self) -> String {
         let lat = self.latency.as_ref();
         let ttfb = self.ttfb.as_ref();
+        let spread = self.offset_spread();
         format!(
             "RESULT label={} ops_per_s={:.1} mb_per_s={:.2} p50_ms={:.3} p99_ms={:.3} p999_ms={:.3} \
-             ttfb_p50_ms={:.3} ttfb_p99_ms={:.3} errors={}",
+             ttfb_p50_ms={:.3} ttfb_p99_ms={:.3} ttfb_band_p50_min_ms={:.3} ttfb_band_p50_max_ms={:.3} \
+             ttfb_band_p99_min_ms={:.3} ttfb_band_p99_max_ms={:.3} errors={}",
             self.label,
             self.ops_per_s,
             self.mb_per_s,
@@ -196,6 +247,10 @@ impl Report {
             lat.map_or(0.0, |p| p.p999_ms),
             ttfb.map_or(0.0, |p| p.p50_ms),
             ttfb.map_or(0.0, |p| p.p99_ms),
+            spread.map_or(0.0, |s| s.p50_min),
+            spread.map_or(0.0, |s| s.p50_max),
+            spread.map_or(0.0, |s| s.p99_min),
+            spread.map_or(0.0, |s| s.p99_max),
             self.errors,
         )
     }
@@ -250,6 +305,23 @@ impl Report {
                 s,
                 "  time to first byte (GET): p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
                 t.p50_ms, t.p90_ms, t.p99_ms, t.p999_ms, t.max_ms
+            );
+        }
+        for o in self.per_op.iter().filter(|o| !o.ttfb_by_offset.is_empty()) {
+            let list = |f: fn(&Percentiles) -> f64| -> String {
+                let each = o
+                    .ttfb_by_offset
+                    .iter()
+                    .map(|b| b.ttfb.as_ref().map_or("-".to_string(), |p| format!("{:.3}", f(p))));
+                each.collect::<Vec<_>>().join(" / ")
+            };
+            let _ = writeln!(
+                s,
+                "  {} time to first byte by where the range starts ({} bands of the object): p50 {} ms, p99 {} ms",
+                o.op,
+                o.ttfb_by_offset.len(),
+                list(|p| p.p50_ms),
+                list(|p| p.p99_ms)
             );
         }
         if self.errors_by_kind.is_empty() {
@@ -570,7 +642,32 @@ mod html {
                 o.errors
             );
         }
-        s.push_str("</table><h2>Errors</h2>");
+        s.push_str("</table>");
+        for o in r.per_op.iter().filter(|o| !o.ttfb_by_offset.is_empty()) {
+            let _ = write!(
+                s,
+                "<h2>{} time to first byte by offset</h2><p class=\"sub\">Ranges grouped by where in the object they start.</p>\
+                 <table><tr><th>range starts in</th><th>ranges</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>",
+                o.op
+            );
+            for b in &o.ttfb_by_offset {
+                let t = b.ttfb.as_ref();
+                let _ = write!(
+                    s,
+                    "<tr><td>{:.0}-{:.0}% of the object</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    b.from * 100.0,
+                    b.to * 100.0,
+                    t.map_or(0, |p| p.count),
+                    f(t.map(|p| p.p50_ms)),
+                    f(t.map(|p| p.p90_ms)),
+                    f(t.map(|p| p.p99_ms)),
+                    f(t.map(|p| p.p999_ms)),
+                    f(t.map(|p| p.max_ms)),
+                );
+            }
+            s.push_str("</table>");
+        }
+        s.push_str("<h2>Errors</h2>");
         if r.errors_by_kind.is_empty() {
             s.push_str("<p>none</p>");
         } else {

@@ -45,7 +45,7 @@ use super::args::{Config, Op, S3Target, Target};
 use super::http::{xml_text, Head, Progress, ResponseReader, Sink, TransportError};
 use super::pattern::Pattern;
 use super::sigv4::{amz_date, uri_encode, Request, Signer, UNSIGNED_PAYLOAD};
-use super::stats::{ErrorKind, S3Code, Second, Stats, TimePoint, VerifyError};
+use super::stats::{offset_band, ErrorKind, S3Code, Second, Stats, TimePoint, VerifyError};
 
 /// Bytes each `read` may return; one buffer per thread.
 pub const READ_BUF_BYTES: usize = 256 * 1024;
@@ -294,6 +294,8 @@ struct Check {
     verify_start: Option<usize>,
     /// Object offset of the first body byte (ranged GET).
     offset: u64,
+    /// Ranged GET: the band of the object the range starts in (`stats::offset_band`).
+    band: Option<usize>,
     /// Body bytes received so far.
     received: u64,
     content_ok: bool,
@@ -681,6 +683,7 @@ impl<'a> Worker<'a> {
             },
             verify_start: verify.then_some(conn.body_start),
             offset: range.map_or(0, |(first, _)| first),
+            band: range.map(|(first, _)| offset_band(first, size)),
             received: 0,
             content_ok: true,
             capture: false,
@@ -805,10 +808,14 @@ impl<'a> Worker<'a> {
         }
         let latency = now - conn.started;
         let ttfb = matches!(op, Op::Get | Op::Range).then(|| conn.first_byte.unwrap_or(now) - conn.started);
+        let band = conn.check.band;
         match result {
             Ok(()) => {
                 if self.ctx.in_window(now) {
                     self.stats.record_ok(op, latency, ttfb);
+                    if let (Some(band), Some(t)) = (band, ttfb) {
+                        self.stats.record_range_ttfb(band, t);
+                    }
                 }
                 self.second.ops += 1;
                 self.second.latency_us.saturating_record((latency.as_micros() as u64).max(1));

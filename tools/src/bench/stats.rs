@@ -23,6 +23,11 @@ pub const LATENCY_SIGFIGS: u8 = 3;
 /// Significant digits of the per-second histograms (1%: enough for a plot, and a
 /// tenth of the memory, since one is sent per thread per second).
 pub const TIMELINE_SIGFIGS: u8 = 2;
+/// Ranged GETs' time to first byte is also kept by where in the object the range
+/// starts, in this many equal bands (quarters): a read path whose cost grows with the
+/// offset (a scan from the object's start, an index walked linearly) shows as a slower
+/// last band.
+pub const OFFSET_BANDS: usize = 4;
 /// Longest S3 error code kept (longer ones are cut; the longest AWS code is shorter).
 pub const S3_CODE_BYTES_MAX: usize = 48;
 
@@ -133,11 +138,29 @@ impl OpStats {
     }
 }
 
+/// The band of an object of `size` bytes that `offset` falls in (0..OFFSET_BANDS).
+pub fn offset_band(offset: u64, size: u64) -> usize {
+    let band = u128::from(offset) * OFFSET_BANDS as u128 / u128::from(size.max(1));
+    (band as usize).min(OFFSET_BANDS - 1)
+}
+
 /// Everything one thread (or, merged, the run) measured.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Stats {
     pub per_op: [OpStats; OP_COUNT],
+    /// Ranged GETs' time to first byte by [`offset_band`] of the range's first byte.
+    pub range_ttfb_by_band: [Histogram<u64>; OFFSET_BANDS],
     pub errors: BTreeMap<ErrorKind, u64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            per_op: Default::default(),
+            range_ttfb_by_band: std::array::from_fn(|_| latency_histogram(LATENCY_SIGFIGS)),
+            errors: BTreeMap::new(),
+        }
+    }
 }
 
 impl Stats {
@@ -148,6 +171,11 @@ impl Stats {
         if let Some(t) = ttfb {
             s.ttfb_us.saturating_record(micros(t));
         }
+    }
+
+    /// A successful ranged GET's time to first byte, by the band its range starts in.
+    pub fn record_range_ttfb(&mut self, band: usize, ttfb: Duration) {
+        self.range_ttfb_by_band[band].saturating_record(micros(ttfb));
     }
 
     pub fn record_error(&mut self, op: Op, kind: ErrorKind) {
@@ -162,6 +190,9 @@ impl Stats {
     pub fn merge(&mut self, other: &Stats) {
         for (mine, theirs) in self.per_op.iter_mut().zip(&other.per_op) {
             mine.merge(theirs);
+        }
+        for (mine, theirs) in self.range_ttfb_by_band.iter_mut().zip(&other.range_ttfb_by_band) {
+            mine.add(theirs).expect("same bounds");
         }
         for (kind, n) in &other.errors {
             *self.errors.entry(*kind).or_insert(0) += n;
@@ -248,6 +279,9 @@ mod tests {
             b.record_ok(Op::Get, Duration::from_millis(ms), Some(Duration::from_micros(ms * 10)));
         }
         b.record_ok(Op::Put, Duration::from_secs(7200), None); // saturates, not lost
+        a.record_range_ttfb(offset_band(0, 1000), Duration::from_millis(1));
+        b.record_range_ttfb(offset_band(0, 1000), Duration::from_millis(3));
+        b.record_range_ttfb(offset_band(999, 1000), Duration::from_millis(2));
         a.add_bytes(Op::Get, 1000);
         b.add_bytes(Op::Get, 24);
         let not_found = ErrorKind::Http { status: 404, code: S3Code::new("NoSuchKey") };
@@ -267,6 +301,9 @@ mod tests {
         assert!(get.latency_us.equivalent(get.latency_us.max(), 200_000));
         assert!(get.ttfb_us.equivalent(get.ttfb_us.max(), 2_000));
         assert!(all.per_op[Op::Put.index()].latency_us.max() >= LATENCY_US_MAX);
+        let bands: Vec<u64> = all.range_ttfb_by_band.iter().map(|h| h.len()).collect();
+        assert_eq!(bands, [2, 0, 0, 1]);
+        assert!(all.range_ttfb_by_band[0].equivalent(all.range_ttfb_by_band[0].max(), 3_000));
         assert_eq!(all.errors[&not_found], 2);
         assert_eq!(all.errors_total(), 3);
         let total = all.total();
@@ -283,6 +320,16 @@ mod tests {
         let p = s.point();
         assert_eq!((p.second, p.ops), (3, 12));
         assert!((p.max_ms - 2.0).abs() < 0.03, "{}", p.max_ms);
+    }
+
+    #[test]
+    fn offset_bands_split_the_object_evenly() {
+        let bands: Vec<usize> = [0, 249, 250, 499, 500, 750, 999].iter().map(|&o| offset_band(o, 1000)).collect();
+        assert_eq!(bands, [0, 0, 1, 1, 2, 3, 3]);
+        // An offset at or past the end (not produced, but safe) and an empty object.
+        assert_eq!(offset_band(1000, 1000), OFFSET_BANDS - 1);
+        assert_eq!(offset_band(0, 0), 0);
+        assert_eq!(offset_band(u64::MAX - 1, u64::MAX), OFFSET_BANDS - 1);
     }
 
     #[test]
