@@ -3,8 +3,9 @@
 # one client for both sides:
 #   * nginx (sendfile, tcp_nopush, no access log, 2 workers) serving the same object bytes as
 #     files: 64 MiB GETs of one hot object, 1 MiB ranged GETs at random offsets in a 1 GiB
-#     object (throughput, p99, time to first byte; and tessera's time to first byte by the
-#     quarter of the object a range starts in, slowest against fastest), 4 KiB GETs (requests/s);
+#     object (throughput, p99, time to the body's first byte; and tessera's time to first byte
+#     by the quarter of the object a range starts in, slowest against fastest), 4 KiB GETs
+#     (requests/s);
 #   * fio's O_DIRECT write bandwidth on the filesystem of the data directory (right before and
 #     right after the PUTs, averaged: the disk's speed swings): 64 MiB PUTs (each row on an empty
 #     server of its own),
@@ -381,7 +382,7 @@ for r in $(seq "$rounds"); do
     # Time to first byte independent of the offset: tessera's ranges grouped by the quarter
     # of the object they start in, the slowest quarter against the fastest.
     offset_rows "$r" "range ttfb" "$t"
-    range_nginx[r]=$n
+    range_nginx[$r]=$n
 
     flagged=0
     tessera_run "r$r-get4k-tessera" --prefix small- "${small_args[@]}"
@@ -439,11 +440,15 @@ for r in $(seq "$rounds"); do
     n=$result
     row "$r" "GET 64MiB c$big_conc, cache off, MB/s (nginx)" "$(field "$h" mb_per_s)" "$(field "$n" mb_per_s)"
     # Ranges read from the drives: the offset must not matter there either (nginx's figure is
-    # this round's from its page cache, for context).
+    # this round's from its page cache, for context). The degraded rows below are set against
+    # the healthy run, so they carry its flag, not this one's.
+    healthy_flagged=$flagged
+    flagged=0
     tessera_run "r$r-range1m-nocache" --prefix range- --object-size "${range_mib}MiB" "${range_args[@]}"
     row "$r" "range 1MiB c$range_conc, cache off, MB/s (nginx)" "$(field "$result" mb_per_s)" \
-        "$(field "${range_nginx[r]}" mb_per_s)"
+        "$(field "${range_nginx[$r]}" mb_per_s)"
     offset_rows "$r" "range ttfb cache off," "$result"
+    flagged=$healthy_flagged
     tessera_stop
     mv "$data/d1" "$work/d1.removed"
     start_server --cache-mib 0
@@ -469,7 +474,8 @@ done
             for (i = 1; i <= count; i++) {
                 k = order[i]
                 ma = a[k] / n[k]; mb = b[k] / n[k]
-                printf fmt, "mean", k, sprintf("%.2f", ma), sprintf("%.2f", mb), (mb > 0 ? sprintf("%.3f", ma / mb) : "-")
+                digits = (ma < 10 && mb < 10) ? "%.3f" : "%.2f"
+                printf fmt, "mean", k, sprintf(digits, ma), sprintf(digits, mb), (mb > 0 ? sprintf("%.3f", ma / mb) : "-")
             }
         }' "$rows"
 } | tee "$out/summary.txt"

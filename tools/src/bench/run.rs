@@ -317,6 +317,9 @@ struct Conn {
     body_start: usize,
     op: Op,
     started: Instant,
+    /// When the first byte of the response's body arrived. The status line and
+    /// headers do not count: a server may send them before it has read any data,
+    /// which would make a GET's time to first byte the time of a metadata lookup.
     first_byte: Option<Instant>,
     reader: ResponseReader,
     check: Check,
@@ -754,14 +757,14 @@ impl<'a> Worker<'a> {
                     Err(e) => self.fail(ci, e, now),
                 };
             }
-            if conn.first_byte.is_none() {
-                conn.first_byte = Some(now);
-            }
             let before = conn.check.received;
             let mut sink =
                 BodySink { check: &mut conn.check, error_body: &mut conn.error_body, pattern: self.ctx.pattern };
             let progress = conn.reader.feed(&self.read_buf[..n], &mut sink);
             let body_bytes = conn.check.received - before;
+            if body_bytes > 0 && conn.first_byte.is_none() {
+                conn.first_byte = Some(now);
+            }
             let op = conn.op;
             // Payload is object data: GET bodies (not LIST documents or error bodies).
             if !conn.check.capture && matches!(op, Op::Get | Op::Range) {

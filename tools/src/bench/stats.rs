@@ -112,7 +112,8 @@ pub struct OpStats {
     pub bytes: u64,
     pub errors: u64,
     pub latency_us: Histogram<u64>,
-    /// Request start to the first response byte (GETs and ranged GETs).
+    /// Request start to the first byte of the response's body (GETs and ranged GETs;
+    /// the headers alone do not count).
     pub ttfb_us: Histogram<u64>,
 }
 
