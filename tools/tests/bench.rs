@@ -189,6 +189,7 @@ fn every_workload_against_a_real_server() {
         assert_eq!(report["errors"], 0, "{context}");
         assert!(report["timeline"].as_array().is_some_and(|t| t.len() == 2), "{context}: {}", report["timeline"]);
         assert!(report["per_op"][0]["latency"]["p99_ms"].as_f64().is_some(), "{context}");
+        let page = std::fs::read_to_string(&html).unwrap();
         if workload == "range" {
             // Time to first byte by where the range starts: 4 bands, every ranged GET in
             // one of them, and ranges drawn from the whole object reach every band.
@@ -201,7 +202,6 @@ fn every_workload_against_a_real_server() {
             assert!(field(&fields, "ttfb_band_p50_max_ms") <= field(&fields, "ttfb_p99_ms"), "{context}");
             assert!(field(&fields, "ttfb_band_p50_min_ms") > 0.0, "{context}");
             assert!(String::from_utf8_lossy(&out.stdout).contains("by where the range starts"), "{context}");
-            let page = std::fs::read_to_string(&html).unwrap();
             assert!(
                 page.contains("time to first byte by offset") && page.contains("75-100% of the object"),
                 "{context}"
@@ -209,7 +209,6 @@ fn every_workload_against_a_real_server() {
         } else if !workload.contains("range") {
             assert_eq!(field(&fields, "ttfb_band_p50_max_ms"), 0.0, "{context}");
         }
-        let page = std::fs::read_to_string(&html).unwrap();
         assert!(page.starts_with("<!doctype html>") && page.matches("<svg").count() >= 4, "{context}");
         assert!(!page.contains("<script"), "self-contained, no script");
     }
@@ -254,12 +253,13 @@ fn every_workload_against_a_real_server() {
     assert!(stdout.contains("transport:connection-refused"), "{stdout}");
 }
 
+/// How long `/slow` of [`serve_fixed`] holds the body back after its headers.
+const SLOW_BODY_DELAY: Duration = Duration::from_millis(50);
+
 /// A tiny keep-alive HTTP/1.1 server for one fixed body: `Content-Length` on
 /// `/fixed`, `chunked` on `/chunked`, ranges on both; `/slow` sends the status line
 /// and headers at once and the body `SLOW_BODY_DELAY` later, as a server that
 /// answers before it has read its data. One thread per connection.
-const SLOW_BODY_DELAY: Duration = Duration::from_millis(50);
-
 fn serve_fixed(body: &'static [u8]) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -320,19 +320,26 @@ fn serve_fixed(body: &'static [u8]) -> u16 {
     port
 }
 
+/// A 1 s tessera-bench run (4 connections, 100-byte ranges) against a path of
+/// [`serve_fixed`]: its output, RESULT fields and stdout.
+fn url_run(port: u16, path: &str, workload: &str) -> (Output, Vec<(String, String)>, String) {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let out = Command::new(BENCH)
+        .args(["--url", &url, "-w", workload, "--range-size", "100", "-c", "4", "-t", "2", "-d", "1s"])
+        .args(["--warmup", "0s", "-q"])
+        .output()
+        .unwrap();
+    let fields = result(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out, fields, stdout)
+}
+
 #[test]
 fn plain_url_mode() {
     static BODY: [u8; 10_000] = [7; 10_000];
     let port = serve_fixed(&BODY);
     for (path, workload) in [("/fixed", "get"), ("/chunked", "get"), ("/fixed", "mix:get=50,head=25,range=25")] {
-        let url = format!("http://127.0.0.1:{port}{path}");
-        let out = Command::new(BENCH)
-            .args(["--url", &url, "-w", workload, "--range-size", "100", "-c", "4", "-t", "2", "-d", "1s"])
-            .args(["--warmup", "0s", "-q"])
-            .output()
-            .unwrap();
-        let fields = result(&out);
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (out, fields, stdout) = url_run(port, path, workload);
         assert_eq!(out.status.code(), Some(0), "{path} {workload}: {stdout}");
         assert!(field(&fields, "ops_per_s") > 0.0, "{stdout}");
         assert!(field(&fields, "mb_per_s") > 0.0, "{stdout}");
@@ -341,14 +348,7 @@ fn plain_url_mode() {
     // Time to first byte is to the body's first byte: headers sent ahead of the data
     // do not count, for GETs and for ranges (by offset band too).
     for workload in ["get", "range"] {
-        let url = format!("http://127.0.0.1:{port}/slow");
-        let out = Command::new(BENCH)
-            .args(["--url", &url, "-w", workload, "--range-size", "100", "-c", "2", "-t", "1", "-d", "1s"])
-            .args(["--warmup", "0s", "-q"])
-            .output()
-            .unwrap();
-        let fields = result(&out);
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (out, fields, stdout) = url_run(port, "/slow", workload);
         assert_eq!(out.status.code(), Some(0), "{workload}: {stdout}");
         let delay_ms = SLOW_BODY_DELAY.as_secs_f64() * 1000.0;
         assert!(field(&fields, "ttfb_p50_ms") >= delay_ms, "{workload}: {stdout}");
